@@ -1,0 +1,51 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers, lowest first; a target only imports targets above it in this list.
+//   CKVM, CAIO (C shims) → KVM, GuestMemory → X86, Devices, Storage, Network
+//   → Virtio → VMState → VMM → skiff
+let package = Package(
+    name: "Skiff",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "skiff", targets: ["skiff"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+    ],
+    targets: [
+        // C shims: <linux/kvm.h>, non-variadic ioctl wrappers, constants.
+        .target(name: "CKVM"),
+        // libaio loaded at run time (dlopen), so a host without it falls back to synchronous I/O.
+        .target(name: "CAIO", linkerSettings: [.linkedLibrary("dl")]),
+
+        .target(name: "KVM", dependencies: ["CKVM"]),
+        .target(name: "GuestMemory", dependencies: ["CKVM"]),
+        .target(name: "X86", dependencies: ["GuestMemory"]),
+        .target(name: "Devices", dependencies: ["CKVM"]),
+        .target(name: "Storage", dependencies: ["CAIO"]),
+        .target(name: "Network", dependencies: ["CKVM"]),
+        .target(name: "Virtio", dependencies: ["GuestMemory", "Devices", "Storage", "Network"]),
+        .target(name: "VMState", dependencies: ["KVM"]),
+        .target(name: "VMM", dependencies: ["KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState"]),
+        .executableTarget(name: "skiff", dependencies: [
+            "VMM", "Storage",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "KVMTests", dependencies: ["KVM"]),
+        .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(name: "X86Tests", dependencies: ["X86", "GuestMemory"]),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
+        .testTarget(name: "StorageTests", dependencies: [
+            "Storage", .product(name: "PropertyBased", package: "swift-property-based"),
+        ]),
+        .testTarget(name: "NetworkTests", dependencies: ["Network"]),
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "Devices", "Storage"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM"]),
+        // Runs the built `skiff` binary against firmware guests and the guest Linux on /dev/kvm.
+        .testTarget(name: "IntegrationTests", dependencies: ["skiff"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,1 @@
+#include "caio.h"

@@ -1,0 +1,1 @@
+// libaio, loaded at run time. Filled in by the Storage work.

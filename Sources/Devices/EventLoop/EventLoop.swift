@@ -1,0 +1,113 @@
+import CKVM
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The device event loop: one thread blocked in epoll_wait, calling a handler when
+/// its file descriptor (ioeventfd, TAP, libaio eventfd, stdin…) becomes readable.
+/// Device I/O happens here, never on a vCPU thread.
+public final class EventLoop: @unchecked Sendable {
+    public typealias Handler = (_ events: UInt32) -> Void
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let operation: String
+        public let errno: Int32
+        public var description: String { "\(operation) failed: \(String(cString: strerror(errno)))" }
+    }
+
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    private var handlers: [Int32: Handler] = [:]
+    private var pending: [() -> Void] = []
+    private let lock = NSLock()
+    private var thread: Thread?
+    private var stopping = false
+
+    public init() throws {
+        epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epollFD >= 0 else { throw Failure(operation: "epoll_create1", errno: errno) }
+        wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        guard wakeFD >= 0 else { throw Failure(operation: "eventfd", errno: errno) }
+        try add(wakeFD) { [unowned self] _ in self.drainWake() }
+    }
+
+    deinit {
+        close(wakeFD)
+        close(epollFD)
+    }
+
+    /// Watches `fd` for input (`events` defaults to EPOLLIN).
+    public func add(_ fd: Int32, events: UInt32 = UInt32(EPOLLIN.rawValue), handler: @escaping Handler) throws {
+        lock.lock(); handlers[fd] = handler; lock.unlock()
+        var event = epoll_event()
+        event.events = events
+        event.data.fd = fd
+        guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 else {
+            let e = errno
+            lock.lock(); handlers[fd] = nil; lock.unlock()
+            throw Failure(operation: "epoll_ctl(ADD, \(fd))", errno: e)
+        }
+    }
+
+    /// Changes the events watched on `fd` (e.g. add EPOLLOUT while a queue is full).
+    public func modify(_ fd: Int32, events: UInt32) throws {
+        var event = epoll_event()
+        event.events = events
+        event.data.fd = fd
+        guard epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event) == 0 else {
+            throw Failure(operation: "epoll_ctl(MOD, \(fd))", errno: errno)
+        }
+    }
+
+    public func remove(_ fd: Int32) {
+        _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
+        lock.lock(); handlers[fd] = nil; lock.unlock()
+    }
+
+    /// Runs `work` on the loop thread (for state changes that must not race device I/O).
+    public func execute(_ work: @escaping () -> Void) {
+        lock.lock(); pending.append(work); lock.unlock()
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeFD, &one, 8)
+    }
+
+    /// Starts the loop on its own thread.
+    public func start(name: String = "skiff-events") {
+        let t = Thread { [self] in self.run() }
+        t.name = name
+        thread = t
+        t.start()
+    }
+
+    /// Asks the loop to return after the current round.
+    public func stop() {
+        execute { [self] in stopping = true }
+    }
+
+    /// Runs the loop on the calling thread until `stop()`.
+    public func run() {
+        var events = [epoll_event](repeating: epoll_event(), count: 32)
+        while true {
+            let n = epoll_wait(epollFD, &events, Int32(events.count), -1)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            for i in 0..<Int(n) {
+                let fd = events[i].data.fd
+                lock.lock(); let handler = handlers[fd]; lock.unlock()
+                handler?(events[i].events)
+            }
+            lock.lock(); let done = stopping; lock.unlock()
+            if done { return }
+        }
+    }
+
+    private func drainWake() {
+        var value: UInt64 = 0
+        _ = Glibc.read(wakeFD, &value, 8)
+        lock.lock(); let work = pending; pending.removeAll(); lock.unlock()
+        for w in work { w() }
+    }
+}

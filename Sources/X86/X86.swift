@@ -1,0 +1,1 @@
+// Placeholder until the X86 target lands.
