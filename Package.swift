@@ -34,6 +34,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Benchmark / tooling driver for the storage layer (also the crash-consistency test's writer).
+        .executableTarget(name: "skiff-storage-bench", dependencies: ["Storage"], path: "Benchmarks/StorageBench"),
+
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "X86Tests", dependencies: ["X86", "GuestMemory"]),

@@ -1,0 +1,1 @@
+print("storage bench: not yet")
