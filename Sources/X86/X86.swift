@@ -1,1 +1,0 @@
-// Placeholder until the X86 target lands.
