@@ -10,7 +10,9 @@ public enum Layout {
     public static let bootIDT: UInt64 = 0x520
     /// PVH `hvm_start_info`, followed by its memory map.
     public static let pvhStartInfo: UInt64 = 0x6000
-    public static let pvhMemoryMap: UInt64 = 0x6040
+    public static let pvhModuleList: UInt64 = 0x6040
+    public static let pvhMemoryMap: UInt64 = 0x6080
+    public static let pvhMemoryMapMaxEntries = (0x7000 - 0x6080) / 24
     /// Linux `boot_params` ("zero page") for the 64-bit boot protocol.
     public static let zeroPage: UInt64 = 0x7000
     /// Identity-map page tables for the 64-bit entry: PML4, PDPT, and PDs.
