@@ -36,7 +36,7 @@ public final class GuestMemory: @unchecked Sendable {
         }
         guard !sorted.isEmpty else { throw GuestMemoryError.invalidLayout("no RAM") }
 
-        let fd = ckvm_memfd_create("skiff-guest-ram", UInt32(MFD_CLOEXEC))
+        let fd = ckvm_memfd_create("skiff-guest-ram", CKVM_MFD_CLOEXEC)
         guard fd >= 0 else { throw GuestMemoryError.hostFailure(operation: "memfd_create", errno: errno) }
         guard ftruncate(fd, off_t(total)) == 0 else {
             let e = errno

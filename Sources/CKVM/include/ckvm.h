@@ -4,7 +4,6 @@
 #ifndef CKVM_H
 #define CKVM_H
 
-#define _GNU_SOURCE
 #include <linux/kvm.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
@@ -118,6 +117,7 @@ static inline uint8_t *ckvm_run_io_data(struct kvm_run *run) { return (uint8_t *
 
 // MARK: - GNU calls
 
+static const unsigned int CKVM_MFD_CLOEXEC = 0x0001U;
 static inline int ckvm_memfd_create(const char *name, unsigned int flags) {
     return (int)syscall(SYS_memfd_create, name, flags);
 }

@@ -34,6 +34,10 @@ public final class Serial8250: BusDevice, @unchecked Sendable {
     /// Bytes the receive FIFO holds; input beyond it waits in the caller.
     public static let receiveCapacity = 1024
 
+    /// Called (outside the lock) when the guest has emptied the receive FIFO, so
+    /// a producer holding more input can offer it.
+    public var onReceiveDrained: (() -> Void)?
+
     private var state = State()
     private let lock = NSLock()
     private let output: (UInt8) -> Void
@@ -70,8 +74,11 @@ public final class Serial8250: BusDevice, @unchecked Sendable {
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
         guard !data.isEmpty else { return }
         lock.lock()
+        let hadInput = !state.receiveBuffer.isEmpty
         let value = readRegister(Int(offset))
+        let drained = hadInput && state.receiveBuffer.isEmpty
         lock.unlock()
+        if drained { onReceiveDrained?() }
         data[0] = value
         for i in 1..<data.count { data[i] = 0 }
     }

@@ -1,0 +1,66 @@
+import Foundation
+
+/// Everything `skiff run` needs to build a VM, validated before any KVM call.
+public struct MachineConfig: Sendable {
+    public var kernelPath: String
+    public var initrdPath: String?
+    public var commandLine: String
+    public var cpuCount: Int
+    public var memorySize: UInt64
+
+    public static let defaultCommandLine = "console=ttyS0 reboot=k panic=1"
+    public static let minimumMemory: UInt64 = 8 << 20
+    public static let maximumCPUs = 64
+
+    public init(kernelPath: String, initrdPath: String? = nil, commandLine: String = MachineConfig.defaultCommandLine,
+                cpuCount: Int = 1, memorySize: UInt64 = 256 << 20) {
+        self.kernelPath = kernelPath
+        self.initrdPath = initrdPath
+        self.commandLine = commandLine
+        self.cpuCount = cpuCount
+        self.memorySize = memorySize
+    }
+
+    /// Checks what can be checked without KVM; `hostMemory` is the host's total RAM.
+    public func validate(hostMemory: UInt64? = MachineConfig.hostMemoryTotal()) throws {
+        guard (1...MachineConfig.maximumCPUs).contains(cpuCount) else {
+            throw ConfigError("--cpus must be between 1 and \(MachineConfig.maximumCPUs), got \(cpuCount)")
+        }
+        guard memorySize > 0 else { throw ConfigError("--memory must be more than 0") }
+        guard memorySize >= MachineConfig.minimumMemory else {
+            throw ConfigError("--memory must be at least \(ByteSize.format(MachineConfig.minimumMemory)), got \(ByteSize.format(memorySize))")
+        }
+        guard memorySize % 4096 == 0 else { throw ConfigError("--memory must be a multiple of 4 KiB") }
+        if let hostMemory, memorySize > hostMemory {
+            throw ConfigError("--memory \(ByteSize.format(memorySize)) is more than the host has (\(ByteSize.format(hostMemory)))")
+        }
+        try MachineConfig.checkReadableFile(kernelPath, what: "kernel")
+        if let initrdPath { try MachineConfig.checkReadableFile(initrdPath, what: "initrd") }
+    }
+
+    static func checkReadableFile(_ path: String, what: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ConfigError("\(what) file '\(path)' does not exist")
+        }
+        guard !isDirectory.boolValue else { throw ConfigError("\(what) '\(path)' is a directory, not a file") }
+        guard FileManager.default.isReadableFile(atPath: path) else { throw ConfigError("\(what) file '\(path)' is not readable") }
+    }
+
+    /// MemTotal from /proc/meminfo, in bytes.
+    public static func hostMemoryTotal() -> UInt64? {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("MemTotal:") {
+            let fields = line.split(separator: " ")
+            if fields.count >= 2, let kib = UInt64(fields[1]) { return kib * 1024 }
+        }
+        return nil
+    }
+}
+
+/// A configuration mistake the user can fix; the message says how.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
