@@ -25,4 +25,5 @@ if [ "$accel" = kvm ]; then
 fi
 exec "${QEMU:-qemu-system-x86_64}" -M microvm -m "${MEM:-64M}" \
 	-nodefaults -no-user-config -nographic -serial stdio -no-reboot \
+	-global virtio-mmio.force-legacy=false \
 	-kernel "$elf" "$@"

@@ -15,6 +15,8 @@
 #define IMAGE_BASE 0x100000
 /* Fixed guest-physical state page (its own PT_LOAD segment, see link.ld). */
 #define STATE_PAGE 0x200000
+/* u64 index in the state page where kvmclock is read once (offset 0x800). */
+#define KVMCLOCK_SLOT 256
 /* Scratch RAM used by drivers (rings, buffers); not part of the image. */
 #define SCRATCH_BASE 0x400000
 

@@ -179,6 +179,17 @@ int vsnprintf(char *buf, size_t cap, const char *fmt, va_list ap)
 		}
 		while (*fmt >= '0' && *fmt <= '9')
 			width = width * 10 + (*fmt++ - '0');
+		int prec = -1;
+		if (*fmt == '.') {
+			fmt++;
+			prec = 0;
+			if (*fmt == '*') {
+				prec = va_arg(ap, int);
+				fmt++;
+			}
+			while (*fmt >= '0' && *fmt <= '9')
+				prec = prec * 10 + (*fmt++ - '0');
+		}
 		while (*fmt == 'l' || *fmt == 'z') {
 			lng = 1;
 			fmt++;
@@ -209,11 +220,13 @@ int vsnprintf(char *buf, size_t cap, const char *fmt, va_list ap)
 			const char *s = va_arg(ap, const char *);
 			if (!s)
 				s = "(null)";
-			size_t n = strlen(s);
+			size_t n = 0;
+			while (s[n] && (prec < 0 || (int)n < prec))
+				n++;
 			while ((int)n < width--)
 				ob_putc(&o, ' ');
-			while (*s)
-				ob_putc(&o, *s++);
+			for (size_t i = 0; i < n; i++)
+				ob_putc(&o, s[i]);
 			break;
 		}
 		case '%':
@@ -337,6 +350,53 @@ uint64_t cmdline_u64(const char *key, uint64_t dflt)
 
 /* ---- time ---------------------------------------------------------------- */
 
+static void wrmsr_any(uint32_t msr, uint64_t v)
+{
+	if (fw_cpl3)
+		syscall3(SYS_WRMSR, msr, (long)v, 0);
+	else
+		__asm__ volatile("wrmsr" :: "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)));
+}
+
+/*
+ * kvmclock (MSR_KVM_SYSTEM_TIME_NEW): KVM publishes the TSC-to-nanoseconds
+ * scale; switched off again right away so it is not part of guest state.
+ */
+static uint64_t tsc_khz_from_kvmclock(void)
+{
+	volatile struct {
+		uint32_t version, pad0;
+		uint64_t tsc_timestamp, system_time;
+		uint32_t mul;
+		int8_t shift;
+		uint8_t flags, pad[2];
+	} *pv = (void *)&fw_state[KVMCLOCK_SLOT];
+	uint32_t r[4];
+	cpuid(0x40000000, 0, r);
+	if (r[1] != 0x4b4d564b)		/* "KVMK" */
+		return 0;
+	pv->version = 0;
+	pv->mul = 0;
+	wrmsr_any(0x4b564d01, (uint64_t)pv | 1);
+	uint32_t mul = 0;
+	int shift = 0;
+	for (int i = 0; i < 1000; i++) {
+		uint32_t v = pv->version;
+		if (v & 1 || !v)
+			continue;
+		mul = pv->mul;
+		shift = pv->shift;
+		if (pv->version == v)
+			break;
+	}
+	wrmsr_any(0x4b564d01, 0);
+	pv->version = 0;
+	if (!mul)
+		return 0;
+	uint64_t k = (1000000ull << 32) / mul;
+	return shift >= 0 ? k >> shift : k << -shift;
+}
+
 /* PIT channel 2 gate on port 0x61: count 50 ms of 1.193182 MHz ticks. */
 static uint64_t tsc_khz_from_pit(void)
 {
@@ -379,7 +439,11 @@ uint64_t tsc_khz(void)
 		}
 	}
 	if (!k)
+		k = tsc_khz_from_kvmclock();
+	if (!k)
 		k = tsc_khz_from_pit();
+	if (k < 100000)		/* no port 0x61 (e.g. QEMU microvm): not trustworthy */
+		k = 0;
 	cached = k;
 	return k;
 }
@@ -617,6 +681,11 @@ static int do_syscall(struct trap_frame *f)
 	case SYS_NOP:
 		f->rax = 0;
 		return 1;
+	case SYS_WRMSR:
+		__asm__ volatile("wrmsr" :: "c"((uint32_t)f->rdi), "a"((uint32_t)f->rsi),
+				 "d"((uint32_t)(f->rsi >> 32)));
+		f->rax = 0;
+		return 1;
 	}
 	return 0;
 }
@@ -667,6 +736,8 @@ void kmain(uint32_t start_info_paddr)
 		printf("start_info: version %u cmdline %lx rsdp %lx memmap %lx entries %u\n",
 		       si->version, si->cmdline_paddr, si->rsdp_paddr,
 		       si->version >= 1 ? si->memmap_paddr : 0, si->version >= 1 ? si->memmap_entries : 0);
+	if (cmdline_has("fw.debug"))
+		printf("cmdline: %s\n", fw_cmdline);
 	if (!fw_run_in_user_mode) {
 		main();
 		poweroff();

@@ -55,6 +55,7 @@ enum {
 	SYS_IN = 3,	/* rdi = port, rsi = width; returns the value */
 	SYS_HALT = 4,	/* cli; hlt forever */
 	SYS_NOP = 5,	/* returns 0; measures the round trip */
+	SYS_WRMSR = 6,	/* rdi = MSR, rsi = value */
 };
 
 static inline long syscall3(long n, long a, long b, long c)

@@ -1,0 +1,526 @@
+/*
+ * blk: virtio-blk driver test over virtio-mmio (version 2), at CPL3.
+ *
+ * Devices come from `virtio_mmio.device=` on the command line.  Every
+ * virtio-blk device found is exercised (GET_ID, patterned writes, FLUSH,
+ * read-back, read past the end, DISCARD and WRITE_ZEROES when offered);
+ * `blk.bench=seq|rand|seqwrite|randwrite` instead measures throughput on the
+ * first one.  See docs/firmware.md for the output and the on-disk pattern.
+ */
+#include "virtio.h"
+
+const int fw_run_in_user_mode = 1;
+
+#define VIRTIO_BLK_F_SIZE_MAX	1
+#define VIRTIO_BLK_F_SEG_MAX	2
+#define VIRTIO_BLK_F_RO		5
+#define VIRTIO_BLK_F_BLK_SIZE	6
+#define VIRTIO_BLK_F_FLUSH	9
+#define VIRTIO_BLK_F_DISCARD	13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+
+#define VIRTIO_BLK_T_IN		0
+#define VIRTIO_BLK_T_OUT	1
+#define VIRTIO_BLK_T_FLUSH	4
+#define VIRTIO_BLK_T_GET_ID	8
+#define VIRTIO_BLK_T_DISCARD	11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+
+#define VIRTIO_BLK_S_OK		0
+#define VIRTIO_BLK_S_IOERR	1
+#define VIRTIO_BLK_S_UNSUPP	2
+
+#define SECTOR 512u
+#define NO_STATUS 0xff
+
+struct blk_hdr {
+	uint32_t type;
+	uint32_t reserved;
+	uint64_t sector;
+};
+
+struct blk_dwz {
+	uint64_t sector;
+	uint32_t num_sectors;
+	uint32_t flags;
+};
+
+/* Per-device scratch memory (outside the image, see layout.h). */
+#define DEV_MEM_SIZE	0x600000
+#define OFF_HDRS	0x3000	/* 256 slots x 32 bytes */
+#define OFF_STATUS	0x5000	/* 256 status bytes */
+#define OFF_MISC	0x6000	/* GET_ID buffer, discard/write-zeroes segments */
+#define OFF_DATA	0x10000
+#define DATA_SIZE	0x400000
+
+struct blk {
+	struct vdev *d;
+	struct vq q;
+	uintptr_t mem;
+	uint64_t capacity;	/* sectors */
+	uint32_t seg_max, size_max, blk_size;
+	int ro, timed_out;
+	unsigned per;		/* descriptors reserved per slot */
+};
+
+static int checks, failures;
+static uint64_t seed;
+
+static void pass(const char *fmt, uint64_t a, uint64_t b)
+{
+	char buf[160];
+	snprintf(buf, sizeof buf, fmt, a, b);
+	printf("blk: PASS %s\n", buf);
+	checks++;
+}
+
+static void fail(const char *fmt, uint64_t a, uint64_t b)
+{
+	char buf[160];
+	snprintf(buf, sizeof buf, fmt, a, b);
+	printf("blk: FAIL %s\n", buf);
+	checks++;
+	failures++;
+}
+
+static inline struct blk_hdr *slot_hdr(struct blk *b, unsigned s) { return (struct blk_hdr *)(b->mem + OFF_HDRS + 32 * s); }
+static inline volatile uint8_t *slot_status(struct blk *b, unsigned s) { return (volatile uint8_t *)(b->mem + OFF_STATUS + s); }
+static inline uint8_t *data(struct blk *b) { return (uint8_t *)(b->mem + OFF_DATA); }
+
+static uint64_t pattern(uint64_t sector, unsigned word)
+{
+	return (sector * 0x9E3779B97F4A7C15ull) ^ ((word + 1) * 0xC2B2AE3D27D4EB4Full) ^ seed;
+}
+
+static void fill_pattern(uint8_t *buf, uint64_t sector, uint32_t nsec)
+{
+	uint64_t *w = (uint64_t *)buf;
+	for (uint32_t s = 0; s < nsec; s++)
+		for (unsigned i = 0; i < SECTOR / 8; i++)
+			*w++ = pattern(sector + s, i);
+}
+
+/* Returns the byte offset of the first mismatch, or -1. */
+static int64_t check_pattern(const uint8_t *buf, uint64_t sector, uint32_t nsec, int zero)
+{
+	const uint64_t *w = (const uint64_t *)buf;
+	for (uint32_t s = 0; s < nsec; s++)
+		for (unsigned i = 0; i < SECTOR / 8; i++, w++)
+			if (*w != (zero ? 0 : pattern(sector + s, i)))
+				return (int64_t)((const uint8_t *)w - buf);
+	return -1;
+}
+
+/*
+ * Build request `slot` (descriptors 4*slot .. 4*slot+nseg+1 must fit in the
+ * queue): header, `len` bytes at `buf` in `nseg` pieces, status.  Pushes it.
+ */
+static void blk_submit(struct blk *b, unsigned slot, uint32_t type, uint64_t sector,
+		       void *buf, uint32_t len, unsigned nseg, int device_writes)
+{
+	unsigned per = b->per;
+	uint16_t first = (uint16_t)(per * slot), di = first;
+	struct blk_hdr *h = slot_hdr(b, slot);
+	h->type = type;
+	h->reserved = 0;
+	h->sector = sector;
+	*slot_status(b, slot) = NO_STATUS;
+	volatile struct virtq_desc *dt = b->q.desc;
+	dt[di].addr = (uint64_t)h;
+	dt[di].len = sizeof *h;
+	dt[di].flags = VIRTQ_DESC_F_NEXT;
+	dt[di].next = (uint16_t)(di + 1);
+	di++;
+	if (len) {
+		if (nseg < 1)
+			nseg = 1;
+		if (nseg > per - 2)
+			nseg = per - 2;
+		uint32_t piece = (len / nseg + SECTOR - 1) / SECTOR * SECTOR, off = 0;
+		if (type != VIRTIO_BLK_T_IN && type != VIRTIO_BLK_T_OUT)
+			piece = len;
+		while (off < len) {
+			uint32_t n = len - off < piece ? len - off : piece;
+			dt[di].addr = (uint64_t)buf + off;
+			dt[di].len = n;
+			dt[di].flags = VIRTQ_DESC_F_NEXT | (device_writes ? VIRTQ_DESC_F_WRITE : 0);
+			dt[di].next = (uint16_t)(di + 1);
+			di++;
+			off += n;
+		}
+	}
+	dt[di].addr = (uint64_t)slot_status(b, slot);
+	dt[di].len = 1;
+	dt[di].flags = VIRTQ_DESC_F_WRITE;
+	dt[di].next = 0;
+	vq_push(&b->q, first);
+}
+
+/* Synchronous request on slot 0: returns the status byte, or -1 on timeout. */
+static int blk_sync(struct blk *b, uint32_t type, uint64_t sector, void *buf, uint32_t len,
+		    unsigned nseg, int device_writes)
+{
+	if (b->timed_out)
+		return -1;
+	blk_submit(b, 0, type, sector, buf, len, nseg, device_writes);
+	vq_kick(&b->q);
+	uint32_t id, ulen;
+	if (!vq_wait(&b->q, &id, &ulen, 10000)) {
+		b->timed_out = 1;
+		printf("blk: FAIL request type %u sector %lu timed out (device status 0x%x)\n",
+		       type, sector, vread(b->d, VMMIO_STATUS));
+		checks++;
+		failures++;
+		return -1;
+	}
+	return *slot_status(b, 0);
+}
+
+static int blk_open(struct blk *b, struct vdev *d, uintptr_t mem)
+{
+	memset(b, 0, sizeof *b);
+	b->d = d;
+	b->mem = mem;
+	uint64_t want = (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |
+			(1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
+			(1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_DISCARD) |
+			(1ull << VIRTIO_BLK_F_WRITE_ZEROES);
+	int r = virtio_negotiate(d, want);
+	if (r) {
+		printf("blk: FAIL device 0x%lx feature negotiation (step %d)\n", d->base, r);
+		return -1;
+	}
+	r = vq_setup(d, &b->q, 0, 256, mem);
+	if (r) {
+		printf("blk: FAIL device 0x%lx queue set-up (%d)\n", d->base, r);
+		return -1;
+	}
+	virtio_driver_ok(d);
+	b->per = b->q.num >= 16 ? 16 : b->q.num;
+	uintptr_t cfg = d->base + VMMIO_CONFIG;
+	b->capacity = mmio_read32(cfg) | (uint64_t)mmio_read32(cfg + 4) << 32;
+	b->size_max = d->features & (1ull << VIRTIO_BLK_F_SIZE_MAX) ? mmio_read32(cfg + 8) : 0;
+	b->seg_max = d->features & (1ull << VIRTIO_BLK_F_SEG_MAX) ? mmio_read32(cfg + 12) : 0;
+	b->blk_size = d->features & (1ull << VIRTIO_BLK_F_BLK_SIZE) ? mmio_read32(cfg + 20) : 512;
+	b->ro = !!(d->features & (1ull << VIRTIO_BLK_F_RO));
+	return 0;
+}
+
+static int has(struct blk *b, int bit) { return !!(b->d->features & (1ull << bit)); }
+
+static unsigned segs(struct blk *b, unsigned want)
+{
+	if (b->seg_max && want > b->seg_max)
+		want = b->seg_max;
+	return want ? want : 1;
+}
+
+static int dwz(struct blk *b, uint32_t type, uint64_t sector, uint32_t n)
+{
+	struct blk_dwz *seg = (struct blk_dwz *)(b->mem + OFF_MISC + 64);
+	seg->sector = sector;
+	seg->num_sectors = n;
+	seg->flags = 0;
+	return blk_sync(b, type, 0, seg, sizeof *seg, 1, 0);
+}
+
+static void blk_test(struct blk *b)
+{
+	uint8_t *wbuf = data(b), *rbuf = data(b) + DATA_SIZE / 2;
+	uint64_t cap = b->capacity;
+
+	/* GET_ID */
+	uint8_t *id = (uint8_t *)(b->mem + OFF_MISC);
+	memset(id, 0, 21);
+	int st = blk_sync(b, VIRTIO_BLK_T_GET_ID, 0, id, 20, 1, 1);
+	if (st == VIRTIO_BLK_S_OK) {
+		for (int i = 0; i < 20 && id[i]; i++)
+			if (id[i] < 0x20 || id[i] > 0x7e)
+				id[i] = '?';
+		printf("blk: PASS get_id \"%s\"\n", (char *)id);
+		checks++;
+	} else if (st == VIRTIO_BLK_S_UNSUPP) {
+		pass("get_id unsupported (status %ld)", (uint64_t)st, 0);
+	} else {
+		fail("get_id status %ld", (uint64_t)(int64_t)st, 0);
+	}
+
+	uint32_t na = cap < 256 ? (uint32_t)cap : 256;		/* region A: [0, na) */
+	uint32_t nt = cap >= 512 + 8 ? 8 : 0;			/* tail: last 8 sectors */
+	uint64_t tail = cap - nt;
+
+	if (b->ro) {
+		fill_pattern(wbuf, 0, 1);
+		st = blk_sync(b, VIRTIO_BLK_T_OUT, 0, wbuf, SECTOR, 1, 0);
+		if (st == VIRTIO_BLK_S_IOERR)
+			pass("write to read-only disk rejected (status %ld)", (uint64_t)st, 0);
+		else
+			fail("write to read-only disk: status %ld, want 1", (uint64_t)(int64_t)st, 0);
+	} else {
+		int ok = 1;
+		for (uint32_t s = 0; s < na && ok; s += 64) {
+			uint32_t n = na - s < 64 ? na - s : 64;
+			fill_pattern(wbuf + s * SECTOR, s, n);
+			st = blk_sync(b, VIRTIO_BLK_T_OUT, s, wbuf + s * SECTOR, n * SECTOR, segs(b, 4), 0);
+			if (st != VIRTIO_BLK_S_OK) {
+				fail("write sector %lu status %ld", s, (uint64_t)(int64_t)st);
+				ok = 0;
+			}
+		}
+		if (ok)
+			pass("write %lu sectors at 0", na, 0);
+		if (nt) {
+			fill_pattern(wbuf, tail, nt);
+			st = blk_sync(b, VIRTIO_BLK_T_OUT, tail, wbuf, nt * SECTOR, segs(b, 2), 0);
+			if (st == VIRTIO_BLK_S_OK)
+				pass("write %lu sectors at end (sector %lu)", nt, tail);
+			else
+				fail("write at end status %ld", (uint64_t)(int64_t)st, 0);
+		}
+		if (has(b, VIRTIO_BLK_F_FLUSH)) {
+			st = blk_sync(b, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 0, 0);
+			if (st == VIRTIO_BLK_S_OK)
+				pass("flush", 0, 0);
+			else
+				fail("flush status %ld", (uint64_t)(int64_t)st, 0);
+		} else {
+			printf("blk: SKIP flush (not offered)\n");
+		}
+	}
+
+	/* Read back (on a read-only disk: whatever is there, checked against the pattern). */
+	memset(rbuf, 0xa5, na * SECTOR);
+	int ok = 1;
+	for (uint32_t s = 0; s < na && ok; s += 32) {
+		uint32_t n = na - s < 32 ? na - s : 32;
+		st = blk_sync(b, VIRTIO_BLK_T_IN, s, rbuf + s * SECTOR, n * SECTOR, segs(b, 3), 1);
+		if (st != VIRTIO_BLK_S_OK) {
+			fail("read sector %lu status %ld", s, (uint64_t)(int64_t)st);
+			ok = 0;
+		}
+	}
+	if (ok) {
+		int64_t bad = check_pattern(rbuf, 0, na, 0);
+		if (bad < 0)
+			pass("read-verify %lu sectors at 0", na, 0);
+		else if (b->ro)
+			printf("blk: INFO read-only disk does not hold the pattern (first difference at byte %ld)\n", bad);
+		else
+			fail("read-verify mismatch at byte %lu of %lu", (uint64_t)bad, (uint64_t)na * SECTOR);
+	}
+	if (nt && !b->ro) {
+		memset(rbuf, 0xa5, nt * SECTOR);
+		st = blk_sync(b, VIRTIO_BLK_T_IN, tail, rbuf, nt * SECTOR, 1, 1);
+		int64_t bad = st == VIRTIO_BLK_S_OK ? check_pattern(rbuf, tail, nt, 0) : 0;
+		if (st == VIRTIO_BLK_S_OK && bad < 0)
+			pass("read-verify %lu sectors at end (sector %lu)", nt, tail);
+		else
+			fail("read-verify at end: status %ld mismatch at %ld", (uint64_t)(int64_t)st, (uint64_t)bad);
+	}
+
+	/* A read that crosses the end of the disk must fail. */
+	st = blk_sync(b, VIRTIO_BLK_T_IN, cap - 1, rbuf, 2 * SECTOR, 1, 1);
+	if (st == VIRTIO_BLK_S_IOERR)
+		pass("read across end rejected (status %ld)", (uint64_t)st, 0);
+	else
+		fail("read across end: status %ld, want 1", (uint64_t)(int64_t)st, 0);
+
+	if (!b->ro && cap >= 512) {
+		if (has(b, VIRTIO_BLK_F_DISCARD)) {
+			st = dwz(b, VIRTIO_BLK_T_DISCARD, 256, 128);
+			if (st == VIRTIO_BLK_S_OK)
+				pass("discard 128 sectors at %lu", 256, 0);
+			else
+				fail("discard status %ld", (uint64_t)(int64_t)st, 0);
+		} else {
+			printf("blk: SKIP discard (not offered)\n");
+		}
+		if (has(b, VIRTIO_BLK_F_WRITE_ZEROES)) {
+			fill_pattern(wbuf, 384, 64);
+			st = blk_sync(b, VIRTIO_BLK_T_OUT, 384, wbuf, 64 * SECTOR, 1, 0);
+			int st2 = st == VIRTIO_BLK_S_OK ? dwz(b, VIRTIO_BLK_T_WRITE_ZEROES, 384, 64) : -2;
+			memset(rbuf, 0xa5, 64 * SECTOR);
+			int st3 = st2 == VIRTIO_BLK_S_OK ? blk_sync(b, VIRTIO_BLK_T_IN, 384, rbuf, 64 * SECTOR, 1, 1) : -2;
+			if (st3 == VIRTIO_BLK_S_OK && check_pattern(rbuf, 384, 64, 1) < 0)
+				pass("write-zeroes 64 sectors at %lu", 384, 0);
+			else
+				fail("write-zeroes: status %ld, read-back status %ld or not zero",
+				     (uint64_t)(int64_t)st2, (uint64_t)(int64_t)st3);
+		} else {
+			printf("blk: SKIP write-zeroes (not offered)\n");
+		}
+	}
+}
+
+/* Read-only check of region A (e.g. after a restore or on another VMM). */
+static void blk_check(struct blk *b)
+{
+	uint8_t *rbuf = data(b);
+	uint32_t na = b->capacity < 256 ? (uint32_t)b->capacity : 256;
+	int st = blk_sync(b, VIRTIO_BLK_T_IN, 0, rbuf, na * SECTOR, 1, 1);
+	int64_t bad = st == VIRTIO_BLK_S_OK ? check_pattern(rbuf, 0, na, 0) : 0;
+	if (st == VIRTIO_BLK_S_OK && bad < 0)
+		pass("check pattern in %lu sectors at 0", na, 0);
+	else
+		fail("check pattern: status %ld, first difference at byte %ld", (uint64_t)(int64_t)st, (uint64_t)bad);
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+static void blk_bench(struct blk *b, const char *mode, size_t mlen)
+{
+	int rnd = mlen >= 4 && memcmp(mode, "rand", 4) == 0;
+	int wr = (mlen == 8 && memcmp(mode, "seqwrite", 8) == 0) || (mlen == 9 && memcmp(mode, "randwrite", 9) == 0);
+	if (!rnd && !(mlen >= 3 && memcmp(mode, "seq", 3) == 0)) {
+		printf("blk: FAIL unknown blk.bench mode\n");
+		failures++;
+		return;
+	}
+	if (wr && b->ro) {
+		printf("blk: FAIL write benchmark on a read-only disk\n");
+		failures++;
+		return;
+	}
+	uint64_t bs = cmdline_u64("blk.bs", rnd ? 4096 : 131072);
+	uint64_t qd = cmdline_u64("blk.qd", rnd ? 32 : 8);
+	uint64_t secs = cmdline_u64("blk.secs", 5);
+	uint64_t span = cmdline_u64("blk.span", 1ull << 30);
+	if (bs < SECTOR || bs % SECTOR)
+		bs = 4096;
+	unsigned nseg = segs(b, (unsigned)((bs + 65535) / 65536));
+	if (b->size_max && bs / nseg > b->size_max)
+		nseg = segs(b, (unsigned)((bs + b->size_max - 1) / b->size_max));
+	if (nseg > 14)
+		nseg = 14;
+	unsigned per = nseg + 2;
+	b->per = per;
+	if (qd < 1)
+		qd = 1;
+	if (qd > b->q.num / per)
+		qd = b->q.num / per;
+	if (qd * bs > DATA_SIZE)
+		qd = DATA_SIZE / bs;
+	if (span > b->capacity * SECTOR)
+		span = b->capacity * SECTOR;
+	uint64_t nblocks = span / bs;
+	if (!qd || !nblocks) {
+		printf("blk: FAIL bench parameters (bs %lu, disk too small?)\n", bs);
+		failures++;
+		return;
+	}
+	uint64_t khz = tsc_khz();
+	if (!khz) {
+		printf("blk: FAIL bench needs the TSC frequency (tsc_khz=)\n");
+		failures++;
+		return;
+	}
+	printf("blk: bench %.*s bs=%lu qd=%lu secs=%lu span=%lu tsc_khz=%lu\n",
+	       (int)mlen, mode, bs, qd, secs, nblocks * bs, khz);
+	uint64_t rng = 0x243F6A8885A308D3ull, next = 0, ops = 0, errors = 0;
+	uint64_t t0 = rdtsc(), end = t0 + secs * 1000 * khz, tlast = t0;
+	uint32_t type = wr ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN;
+	for (unsigned s = 0; s < qd; s++) {
+		uint64_t blkno = rnd ? xorshift(&rng) % nblocks : next++ % nblocks;
+		blk_submit(b, s, type, blkno * bs / SECTOR, data(b) + s * bs, (uint32_t)bs, nseg, !wr);
+	}
+	vq_kick(&b->q);
+	uint64_t inflight = qd;
+	int stopping = 0;
+	while (inflight) {
+		uint32_t id, len;
+		int got = 0;
+		while (vq_poll(&b->q, &id, &len)) {
+			unsigned s = id / per;
+			inflight--;
+			ops++;
+			if (*slot_status(b, s) != VIRTIO_BLK_S_OK)
+				errors++;
+			if (!stopping) {
+				uint64_t blkno = rnd ? xorshift(&rng) % nblocks : next++ % nblocks;
+				blk_submit(b, s, type, blkno * bs / SECTOR, data(b) + s * bs, (uint32_t)bs, nseg, !wr);
+				inflight++;
+				got = 1;
+			}
+		}
+		uint64_t now = rdtsc();
+		if (got)
+			vq_kick(&b->q), tlast = now;
+		if (!stopping && now >= end)
+			stopping = 1;
+		if (now - tlast > 10000 * khz) {
+			printf("blk: FAIL bench stalled with %lu requests in flight\n", inflight);
+			failures++;
+			return;
+		}
+	}
+	uint64_t cycles = rdtsc() - t0;
+	uint64_t us = cycles * 1000 / khz;
+	uint64_t bytes = ops * bs;
+	uint64_t mibs_x100 = us ? bytes * 100 / us * 1000000 / (1 << 20) : 0;
+	uint64_t iops = us ? ops * 1000000 / us : 0;
+	printf("blk: bench result mode=%.*s ops=%lu bytes=%lu usecs=%lu errors=%lu MiB/s=%lu.%02lu IOPS=%lu\n",
+	       (int)mlen, mode, ops, bytes, us, errors, mibs_x100 / 100, mibs_x100 % 100, iops);
+	if (errors)
+		failures++;
+}
+
+int main(void)
+{
+	static struct vdev devs[VIRTIO_MAX_DEVICES];
+	static struct blk blks[VIRTIO_MAX_DEVICES];
+	int verbose = cmdline_has("blk.verbose") || cmdline_has("fw.debug");
+	int n = virtio_find(devs, VIRTIO_MAX_DEVICES, verbose);
+	seed = cmdline_u64("blk.seed", 0);
+	size_t mlen = 0, blen = 0;
+	const char *mode = cmdline_get("blk.mode", &mlen);
+	const char *bench = cmdline_get("blk.bench", &blen);
+	int nblk = 0;
+	if (verbose)
+		printf("blk: tsc_khz %lu\n", tsc_khz());
+	for (int i = 0; i < n; i++) {
+		if (devs[i].device_id != VIRTIO_ID_BLOCK)
+			continue;
+		struct blk *b = &blks[nblk];
+		uintptr_t mem = SCRATCH_BASE + (uintptr_t)nblk * DEV_MEM_SIZE;
+		nblk++;
+		if (blk_open(b, &devs[i], mem)) {
+			failures++;
+			continue;
+		}
+		printf("blk: device %d at 0x%lx irq %u: %lu sectors (%lu KiB), features 0x%lx, seg_max %u, size_max %u, blk_size %u%s\n",
+		       nblk - 1, devs[i].base, devs[i].irq, b->capacity, b->capacity / 2, devs[i].features,
+		       b->seg_max, b->size_max, b->blk_size, b->ro ? ", read-only" : "");
+		if (b->capacity == 0) {
+			fail("device %lu has capacity 0", (uint64_t)nblk - 1, 0);
+			continue;
+		}
+		if (bench) {
+			blk_bench(b, bench, blen);
+			break;
+		}
+		if (mode && mlen == 5 && memcmp(mode, "check", 5) == 0)
+			blk_check(b);
+		else
+			blk_test(b);
+		virtio_reset(b->d);
+	}
+	if (nblk == 0) {
+		printf("blk: FAIL no virtio-blk device (give virtio_mmio.device=<size>@<base>:<irq>)\n");
+		failures++;
+	}
+	if (!bench) {
+		if (failures)
+			printf("blk: FAIL %d of %d checks failed\n", failures, checks);
+		else
+			printf("blk: PASS all %d checks on %d device(s)\n", checks, nblk);
+	}
+	printf("blk: done\n");
+	return 0;
+}
