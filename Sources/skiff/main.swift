@@ -1,1 +1,33 @@
-print("skiff")
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `skiff` executable: argument parsing and wiring only.
+struct Skiff: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "skiff",
+        abstract: "A small KVM virtual machine monitor.",
+        subcommands: [RunCommand.self])
+}
+
+func printError(_ message: String) {
+    var line = message
+    if !line.hasSuffix("\n") { line += "\n" }
+    fputs(line, stderr)
+}
+
+// Errors end as one line on stderr and a non-zero status, never a trap.
+do {
+    var command = try Skiff.parseAsRoot()
+    try command.run()
+} catch let exit as ExitCode {
+    Glibc.exit(exit.rawValue)
+} catch {
+    let code = Skiff.exitCode(for: error)
+    if code == .success {
+        Skiff.exit(withError: error)  // --help and --version print and exit 0
+    }
+    printError("skiff: error: \(Skiff.message(for: error))")
+    Glibc.exit(code == .validationFailure ? 2 : 1)
+}

@@ -29,7 +29,9 @@ public struct BootCPUState: Equatable, Sendable {
 
     /// PVH: 32-bit protected mode, paging off, %ebx = start_info (xen PVH ABI).
     public static func pvh(entry: UInt32, startInfo: GuestAddress) -> BootCPUState {
-        BootCPUState(rip: UInt64(entry), rbx: startInfo.rawValue, cr0: cr0PE | cr0ET,
+        // The PVH ABI promises no stack; give one anyway so a guest that pushes
+        // before setting its own does not fault on the first push.
+        BootCPUState(rip: UInt64(entry), rsp: Layout.bootStack, rbx: startInfo.rawValue, cr0: cr0PE | cr0ET,
                      code: .code32, data: .data, gdtLimit: gdtSize - 1)
     }
 

@@ -1,0 +1,40 @@
+import ArgumentParser
+import VMM
+
+/// `skiff run`: boot a guest and wire its serial console to this terminal.
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Boot a guest kernel with a serial console on this terminal.",
+        discussion: """
+        The guest's serial port (ttyS0) is this terminal: its output goes to stdout and \
+        stdin goes to the guest (raw mode while stdin is a terminal; Ctrl-A x quits). \
+        skiff exits 0 when the guest powers off or reboots, and non-zero if it crashes.
+        """)
+
+    @Option(help: ArgumentHelp("Kernel: an ELF vmlinux with a PVH entry note, or a bzImage.", valueName: "path"))
+    var kernel: String
+
+    @Option(help: ArgumentHelp("Initial ramdisk (initramfs) to hand the kernel.", valueName: "path"))
+    var initrd: String?
+
+    @Option(help: ArgumentHelp("Kernel command line.", valueName: "text"))
+    var cmdline: String = MachineConfig.defaultCommandLine
+
+    @Option(help: ArgumentHelp("Number of vCPUs (1–\(MachineConfig.maximumCPUs)).", valueName: "n"))
+    var cpus: Int = 1
+
+    @Option(help: ArgumentHelp("Guest RAM, e.g. 256M or 2G.", valueName: "size"))
+    var memory: String = "256M"
+
+    func run() throws {
+        let config = MachineConfig(kernelPath: kernel, initrdPath: initrd, commandLine: cmdline,
+                                   cpuCount: cpus, memorySize: try ByteSize.parse(memory))
+        let machine = try Machine(config: config)
+        let exit = machine.run()
+        if case .crashed = exit {
+            printError("skiff: \(exit.summary)")
+        }
+        throw ExitCode(exit.exitStatus)
+    }
+}
