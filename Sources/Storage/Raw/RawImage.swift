@@ -1,0 +1,106 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A raw image: the file *is* the disk. Sparse: the file is created with
+/// ftruncate (no blocks), and discard / write-zeroes punch holes.
+public final class RawImage: DiskImage {
+    public let path: String
+    public let virtualSize: UInt64
+    public let isReadOnly: Bool
+    public var format: DiskFormat { .raw }
+    let file: ImageFile
+    /// The format was guessed, not given: refuse writes that would make the first
+    /// sector look like a qcow2 header (a guest could otherwise make the next
+    /// auto-detecting open read host files through a forged backing file).
+    let formatWasProbed: Bool
+    private var closed = false
+
+    /// Creates a sparse raw image of `size` bytes; fails if `path` exists.
+    public static func create(path: String, size: UInt64) throws {
+        guard size <= UInt64(Int64.max) else { throw StorageError(.invalidArgument, "size \(size) is too large") }
+        let file = try ImageFile.open(path, readOnly: false, create: true)
+        try file.truncate(to: size)
+    }
+
+    init(file: ImageFile, formatWasProbed: Bool = false) throws {
+        self.file = file
+        self.path = file.path
+        self.isReadOnly = file.readOnly
+        self.virtualSize = try file.size()
+        self.formatWasProbed = formatWasProbed
+    }
+
+    /// Opens a raw image (takes the image lock). `direct` uses O_DIRECT.
+    public convenience init(path: String, readOnly: Bool = false, direct: Bool = false) throws {
+        let file = try ImageFile.open(path, readOnly: readOnly, direct: direct)
+        try ImageLock.acquire(file, writable: !readOnly)
+        try self.init(file: file)
+    }
+
+    deinit { try? close() }
+
+    private func checkOpen() throws {
+        guard !closed else { throw StorageError(.invalidArgument, "image is closed", path: path) }
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        try checkOpen()
+        try checkRange(offset, UInt64(buffer.count))
+        try file.read(into: buffer, at: offset)
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        try checkOpen()
+        try checkWritable()
+        try checkRange(offset, UInt64(buffer.count))
+        if formatWasProbed, offset < 4, buffer.count > 0 {
+            var head = [UInt8](repeating: 0, count: 4)
+            try head.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }
+            for i in 0 ..< min(4, buffer.count - 0) where Int(offset) + i < 4 {
+                head[Int(offset) + i] = buffer[i]
+            }
+            if head == Qcow2Header.magicBytes {
+                throw StorageError(.invalidArgument,
+                    "refusing to write a qcow2 signature into a raw image opened without an explicit format", path: path)
+            }
+        }
+        try file.write(buffer, at: offset)
+    }
+
+    public func flush() throws {
+        try checkOpen()
+        if !isReadOnly { try file.sync() }
+    }
+
+    public func discard(at offset: UInt64, length: UInt64) throws {
+        try writeZeroes(at: offset, length: length)
+    }
+
+    public func writeZeroes(at offset: UInt64, length: UInt64) throws {
+        try checkOpen()
+        try checkWritable()
+        try checkRange(offset, length)
+        try file.zeroRange(at: offset, length: length)
+    }
+
+    public func close() throws {
+        guard !closed else { return }
+        defer { closed = true }
+        if !isReadOnly { try file.sync() }
+    }
+
+    public func dataExtents(at offset: UInt64, length: UInt64, forWrite: Bool) throws -> [DiskExtent] {
+        try checkOpen()
+        try checkRange(offset, length)
+        return [DiskExtent(.host(fd: file.fd, hostOffset: offset), offset: offset, length: length)]
+    }
+
+    public var ioAlignment: Int { file.alignment }
+
+    /// Bytes the file really occupies on the host (sparse files use less).
+    public var allocatedBytes: UInt64 {
+        var st = stat()
+        return fstat(file.fd, &st) == 0 ? UInt64(max(0, st.st_blocks)) * 512 : 0
+    }
+}
