@@ -19,5 +19,7 @@
 #define KVMCLOCK_SLOT 256
 /* Scratch RAM used by drivers (rings, buffers); not part of the image. */
 #define SCRATCH_BASE 0x400000
+/* End of the RAM the guests may use (blk: 6 MiB per device, up to 4 devices). */
+#define SCRATCH_END 0x1c00000
 
 #endif
