@@ -1,0 +1,28 @@
+import GuestMemory
+
+extension GuestMemory {
+    /// True when every byte of `[address, address+length)` is guest RAM, allowing
+    /// the range to cross into a region that starts exactly where the last one ends.
+    func containsRange(_ address: GuestAddress, length: UInt64) -> Bool {
+        (try? hostBuffers(address, length: length)) != nil
+    }
+
+    /// Host views of `[address, address+length)`, one per region it touches.
+    /// Throws before returning anything if any byte is outside RAM or the range wraps.
+    func hostBuffers(_ address: GuestAddress, length: UInt64) throws -> [UnsafeMutableRawBufferPointer] {
+        guard address.adding(length) != nil else { throw GuestMemoryError.rangeOutOfBounds(address, length: length) }
+        var result: [UnsafeMutableRawBufferPointer] = []
+        var cursor = address.rawValue
+        var left = length
+        while left > 0 {
+            guard let r = region(containing: GuestAddress(cursor)) else {
+                throw GuestMemoryError.rangeOutOfBounds(address, length: length)
+            }
+            let n = min(r.end - cursor, left)
+            result.append(try buffer(at: GuestAddress(cursor), length: n))
+            cursor += n
+            left -= n
+        }
+        return result
+    }
+}

@@ -1,0 +1,165 @@
+import GuestMemory
+import Synchronization
+
+/// The device side of a split virtqueue (virtio 1.2 §2.7): takes chains from the
+/// avail ring, returns them through the used ring and decides when the driver needs
+/// an interrupt. All guest memory goes through `GuestMemory`'s checked accessors.
+///
+/// Not thread-safe: the transport serialises every use under its device lock.
+public final class SplitQueue: @unchecked Sendable {
+    public private(set) var state: QueueState
+    public let memory: GuestMemory
+
+    /// A fresh, unconfigured queue.
+    public init(maxSize: UInt16, memory: GuestMemory) {
+        self.state = QueueState(maxSize: maxSize)
+        self.memory = memory
+    }
+
+    /// Rebuilds a queue from saved state, validating it against `memory` again:
+    /// a snapshot file is as untrusted as the guest.
+    public init(state: QueueState, memory: GuestMemory) throws {
+        self.state = state
+        self.memory = memory
+        if state.ready { try validate() }
+    }
+
+    // MARK: - Driver configuration (transport registers)
+
+    public var size: UInt16 { get { state.size } set { state.size = newValue } }
+    public var isReady: Bool { get { state.ready } set { state.ready = newValue } }
+    public var descriptorTable: UInt64 { get { state.descriptorTable } set { state.descriptorTable = newValue } }
+    public var availRing: UInt64 { get { state.availRing } set { state.availRing = newValue } }
+    public var usedRing: UInt64 { get { state.usedRing } set { state.usedRing = newValue } }
+
+    /// Back to the state after device reset (§2.1.2 / §4.2.2.1).
+    public func reset() {
+        state = QueueState(maxSize: state.maxSize)
+    }
+
+    /// Sets the negotiated ring features before the device starts.
+    public func setFeatures(_ features: UInt64) {
+        state.eventIdx = features & VirtioFeature.ringEventIdx != 0
+        state.indirect = features & VirtioFeature.ringIndirectDesc != 0
+    }
+
+    /// Checks what the driver programmed (§2.7): a power-of-two size within the
+    /// maximum, aligned rings (16/2/4), every ring byte in guest RAM.
+    public func validate() throws {
+        let s = state
+        guard s.size > 0, s.size <= s.maxSize, s.size & (s.size - 1) == 0 else {
+            throw VirtqueueError.invalidSize(s.size, max: s.maxSize)
+        }
+        let n = UInt64(s.size)
+        let rings: [(String, UInt64, UInt64, UInt64)] = [
+            ("descriptor table", s.descriptorTable, 16, 16 * n),
+            ("avail ring", s.availRing, 2, 6 + 2 * n),   // flags, idx, ring[n], used_event
+            ("used ring", s.usedRing, 4, 6 + 8 * n),     // flags, idx, ring[n], avail_event
+        ]
+        for (name, address, alignment, length) in rings {
+            guard address % alignment == 0 else { throw VirtqueueError.misalignedRing(name, address: address) }
+            guard memory.containsRange(GuestAddress(address), length: length) else {
+                throw VirtqueueError.ringOutsideMemory(name, address: address, length: length)
+            }
+        }
+    }
+
+    // MARK: - Taking and returning chains
+
+    /// How many chains the driver has made available that we have not taken.
+    public func pendingCount() throws -> UInt16 {
+        let availIdx = try load(UInt16.self, state.availRing, 2)
+        let pending = availIdx &- state.nextAvail
+        guard pending <= state.size else {
+            throw VirtqueueError.availIndexJump(availIndex: availIdx, nextAvail: state.nextAvail, size: state.size)
+        }
+        return pending
+    }
+
+    /// Takes the next available chain, or nil when the driver has posted nothing new.
+    /// Throws when the ring or the chain's structure is broken: the device must then
+    /// stop using the queue and ask for a reset.
+    public func popAvailable() throws -> DescriptorChain? {
+        guard state.ready, state.size > 0 else { throw VirtqueueError.notReady }
+        guard try pendingCount() > 0 else { return nil }
+        // Read the ring entry only after seeing avail.idx (§2.7.13.3: driver writes entry, barrier, idx).
+        atomicMemoryFence(ordering: .acquiring)
+        let slot = UInt64(state.nextAvail % state.size)
+        let head = try load(UInt16.self, state.availRing, 4 + 2 * slot)
+        state.nextAvail &+= 1
+        return try DescriptorChain.parse(head: head, queue: state, memory: memory)
+    }
+
+    /// Gives back the last `count` chains taken, which the device could not use yet
+    /// (e.g. a received frame needs more buffers than are available).
+    public func undoPop(_ count: UInt16) {
+        state.nextAvail &-= count
+    }
+
+    /// Puts `head` in the used ring with `length` bytes written by the device,
+    /// then publishes the new used.idx.
+    public func addUsed(head: UInt16, length: UInt32) throws {
+        guard state.ready, state.size > 0 else { throw VirtqueueError.notReady }
+        let slot = UInt64(state.nextUsed % state.size)
+        try store(UInt32(head), state.usedRing, 4 + 8 * slot)
+        try store(length, state.usedRing, 8 + 8 * slot)
+        // The element must be visible before the index that publishes it.
+        atomicMemoryFence(ordering: .releasing)
+        state.nextUsed &+= 1
+        try store(state.nextUsed, state.usedRing, 2)
+    }
+
+    // MARK: - Notification suppression
+
+    /// Whether the driver wants an interrupt for the used entries added since the
+    /// last one (§2.7.10: `used_event` with EVENT_IDX, else the avail NO_INTERRUPT flag).
+    public func needsNotification() throws -> Bool {
+        // Our used.idx store must be visible before we read the driver's suppression fields.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        guard state.eventIdx else {
+            let flags = try load(UInt16.self, state.availRing, 0)
+            return flags & 1 == 0
+        }
+        let usedEvent = try load(UInt16.self, state.availRing, 4 + 2 * UInt64(state.size))
+        let new = state.nextUsed
+        let old = state.signalledUsed
+        state.signalledUsed = new
+        guard let old else { return true }
+        // vring_need_event: did used.idx step over used_event since `old`?
+        return new &- usedEvent &- 1 < new &- old
+    }
+
+    /// Asks the driver to notify us of new buffers again (avail_event = next entry we
+    /// will take with EVENT_IDX, else clearing the used NO_NOTIFY flag). Returns true
+    /// when buffers arrived meanwhile, so the caller processes them instead of waiting.
+    public func enableNotification() throws -> Bool {
+        if state.eventIdx {
+            try store(state.nextAvail, state.usedRing, 4 + 8 * UInt64(state.size))
+        } else {
+            try store(UInt16(0), state.usedRing, 0)
+        }
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        return try pendingCount() > 0
+    }
+
+    /// Tells the driver it need not notify us while we are draining the queue.
+    /// With EVENT_IDX nothing is written: the driver only notifies when it passes
+    /// avail_event, which we leave where it was.
+    public func disableNotification() throws {
+        if !state.eventIdx { try store(UInt16(1), state.usedRing, 0) }
+    }
+
+    // MARK: - Ring access
+
+    // Ring offsets are checked for wrap-around even though `validate` already
+    // bounded them: a queue used before validation must fail, not trap.
+    private func load<T: FixedWidthInteger>(_ type: T.Type, _ base: UInt64, _ offset: UInt64) throws -> T {
+        guard let at = GuestAddress(base).adding(offset) else { throw VirtqueueError.memory(.invalidAddress(GuestAddress(base))) }
+        do { return try memory.load(T.self, from: at) } catch let e as GuestMemoryError { throw VirtqueueError.memory(e) }
+    }
+
+    private func store<T: FixedWidthInteger>(_ value: T, _ base: UInt64, _ offset: UInt64) throws {
+        guard let at = GuestAddress(base).adding(offset) else { throw VirtqueueError.memory(.invalidAddress(GuestAddress(base))) }
+        do { try memory.store(value, to: at) } catch let e as GuestMemoryError { throw VirtqueueError.memory(e) }
+    }
+}
