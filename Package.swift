@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "Devices", dependencies: ["CKVM"]),
         .target(name: "Storage", dependencies: ["CAIO"]),
         .target(name: "Network", dependencies: ["CKVM"]),
-        .target(name: "Virtio", dependencies: ["GuestMemory", "Devices", "Storage", "Network"]),
+        .target(name: "Virtio", dependencies: ["CKVM", "GuestMemory", "Devices", "Storage", "Network"]),
         .target(name: "VMState", dependencies: ["KVM"]),
         .target(name: "VMM", dependencies: ["KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState"]),
         .executableTarget(name: "skiff", dependencies: [

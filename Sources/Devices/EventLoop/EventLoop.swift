@@ -13,6 +13,10 @@ public final class EventLoop: @unchecked Sendable {
     public struct Failure: Error, CustomStringConvertible {
         public let operation: String
         public let errno: Int32
+        public init(operation: String, errno: Int32) {
+            self.operation = operation
+            self.errno = errno
+        }
         public var description: String { "\(operation) failed: \(String(cString: strerror(errno)))" }
     }
 
