@@ -40,6 +40,17 @@ extern int fw_iopl3;				/* CPL3 may use port I/O directly */
 /* The 4 KiB page at STATE_PAGE (0x200000), zero at boot. */
 extern volatile uint64_t fw_state[512];
 
+/*
+ * Fault probing (for the probe guest): with `resume` set, the next exception
+ * (vector < 32) is recorded here and execution continues at CPL3 at `resume`.
+ */
+struct fw_probe {
+	uint64_t resume;
+	int64_t vector;		/* -1: none */
+	uint64_t error, rip, cs, cr2;
+};
+extern struct fw_probe fw_probe;
+
 /* Trap frame pushed by isr_common. */
 struct trap_frame {
 	uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
@@ -56,6 +67,7 @@ enum {
 	SYS_HALT = 4,	/* cli; hlt forever */
 	SYS_NOP = 5,	/* returns 0; measures the round trip */
 	SYS_WRMSR = 6,	/* rdi = MSR, rsi = value */
+	SYS_SETIOPL = 7,	/* rdi = IOPL for the caller's RFLAGS */
 };
 
 static inline long syscall3(long n, long a, long b, long c)
