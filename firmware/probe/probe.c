@@ -8,6 +8,10 @@ const int fw_run_in_user_mode = 1;
 
 static uint64_t khz;
 
+/* A ud2 for a stray `syscall` to land on (its address goes into LSTAR). */
+extern char syscall_landing[];
+__asm__(".pushsection .text\n.globl syscall_landing\nsyscall_landing:\n\tud2\n.popsection");
+
 static uint64_t ns(uint64_t cycles) { return khz ? cycles * 1000000 / khz : 0; }
 
 /* Run the instruction(s) in `insn` with fault recording; prints the outcome. */
@@ -69,7 +73,11 @@ int main(void)
 	PROBE("int $0x80 at CPL3 (DPL0 gate)", "int $0x80");
 	PROBE("int $0x3 at CPL3 (DPL0 gate)", "int $0x3");
 	PROBE("ud2 at CPL3 (not a system call: rax=0)", "xor %%eax, %%eax\n\tud2");
-	PROBE("syscall at CPL3 (EFER.SCE clear)", "syscall");
+	/* Where a stray syscall goes: LSTAR points at a ud2 (rax = 0: not a system call). */
+	syscall3(SYS_WRMSR, 0xC0000082, (long)syscall_landing, 0);
+	PROBE("syscall at CPL3 (EFER.SCE clear)", "xor %%eax, %%eax\n\tsyscall");
+	if (fw_probe.vector == 6 && fw_probe.rip == (uint64_t)syscall_landing)
+		printf("probe: syscall landed at LSTAR (0x%lx) still at CPL%lu\n", fw_probe.rip, fw_probe.cs & 3);
 	PROBE("divide by zero", "xor %%ecx, %%ecx\n\tmov $1, %%eax\n\tcqo\n\tdiv %%rcx");
 		printf("probe: done\n");
 	return 0;
