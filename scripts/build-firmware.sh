@@ -4,7 +4,8 @@
 # Usage: scripts/build-firmware.sh [guest ...]   (default: all)
 set -eu
 cd "$(dirname "$0")/../firmware"
+jobs=$(nproc 2>/dev/null || echo 2)
 if [ "$#" -gt 0 ]; then
-	exec make -s OUT=out GUESTS="$*"
+	exec make -s -j"$jobs" OUT=out GUESTS="$*"
 fi
-exec make -s OUT=out
+exec make -s -j"$jobs" OUT=out

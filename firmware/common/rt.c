@@ -751,22 +751,24 @@ static void check_memmap(struct hvm_start_info *si)
 	if (!fw_start_info || si->version < 1 || !si->memmap_paddr)
 		return;
 	int debug = cmdline_has("fw.debug");
+	/* hello stays in its image and the state page; the others use scratch RAM too. */
+	const uint64_t end = fw_run_in_user_mode ? SCRATCH_END : STATE_PAGE + 0x1000;
 	const struct hvm_memmap_entry *e = (const struct hvm_memmap_entry *)(uintptr_t)si->memmap_paddr;
 	int covered = 0;
 	for (uint32_t i = 0; i < si->memmap_entries && i < 128; i++) {
 		if (debug)
 			printf("memmap: %lx-%lx type %u\n", e[i].addr, e[i].addr + e[i].size - 1, e[i].type);
-		if (e[i].type == 1 && e[i].addr <= IMAGE_BASE && e[i].addr + e[i].size >= SCRATCH_END)
+		if (e[i].type == 1 && e[i].addr <= IMAGE_BASE && e[i].addr + e[i].size >= end)
 			covered = 1;
 	}
 	if (!covered)
-		printf("WARN: RAM 0x%x-0x%x (image, state page, scratch) is not all in one RAM entry of the memory map\n",
-		       IMAGE_BASE, SCRATCH_END - 1);
+		printf("WARN: RAM 0x%x-0x%lx (image, state page, scratch) is not all in one RAM entry of the memory map\n",
+		       IMAGE_BASE, end - 1);
 	uint64_t boot[3] = { (uint64_t)(uintptr_t)si, si->cmdline_paddr, si->memmap_paddr };
 	for (int i = 0; i < 3; i++)
-		if (boot[i] >= IMAGE_BASE && boot[i] < SCRATCH_END)
-			printf("WARN: VMM boot data at 0x%lx lies in the guest's working RAM 0x%x-0x%x\n",
-			       boot[i], IMAGE_BASE, SCRATCH_END - 1);
+		if (boot[i] >= IMAGE_BASE && boot[i] < end)
+			printf("WARN: VMM boot data at 0x%lx lies in the guest's working RAM 0x%x-0x%lx\n",
+			       boot[i], IMAGE_BASE, end - 1);
 }
 
 void kmain(uint32_t start_info_paddr)
