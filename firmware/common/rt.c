@@ -726,11 +726,9 @@ void trap(struct trap_frame *f)
 	}
 	uint64_t cr2;
 	__asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
-	int saved = fw_cpl3;
-	fw_cpl3 = 0;
+	fw_cpl3 = 0;		/* we are at CPL0 now: print and power off directly */
 	printf("FATAL: exception %lu error %lx rip %lx cs %lx rsp %lx cr2 %lx rax %lx\n",
 	       f->vector, f->error, f->rip, f->cs, f->rsp, cr2, f->rax);
-	(void)saved;
 	poweroff();
 }
 
