@@ -55,7 +55,12 @@ int virtio_find(struct vdev *out, int max, int verbose)
 		if (verbose)
 			printf("virtio: transport 0x%lx irq %lu magic 0x%x version %u device %u\n",
 			       base, irq, magic, d->version, d->device_id);
-		if (magic != VIRTIO_MAGIC || d->device_id == 0)
+		if (magic != VIRTIO_MAGIC) {
+			if (!verbose)
+				printf("virtio: no virtio-mmio transport at 0x%lx (magic 0x%x)\n", base, magic);
+			continue;
+		}
+		if (d->device_id == 0)		/* transport without a device */
 			continue;
 		n++;
 	}
