@@ -59,7 +59,7 @@ for path in sys.argv[1:]:
             sys.exit(f"{path}: sector {s} lacks the pattern")
     if d[384 * 512:448 * 512] != bytes(64 * 512):
         sys.exit(f"{path}: write-zeroes region not zero")
-    if path.endswith('top.raw') and d[448 * 512:1 << 20] != b'\x11' * ((1 << 20) - 448 * 512):
+    if path.endswith('top.raw') and d[448 * 512:1024 * 512] != b'\x11' * (576 * 512):
         sys.exit(f"{path}: backing file data not visible")
 PY
 timeout 60 "$run" blk -drive id=d0,file="$tmp/raw.img",format=raw,if=none -device virtio-blk-device,drive=d0 \
