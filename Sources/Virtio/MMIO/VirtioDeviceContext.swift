@@ -1,0 +1,83 @@
+import CKVM
+import Devices
+import Foundation
+import GuestMemory
+
+/// What an activated device may use: guest memory, its queues, the negotiated
+/// features, interrupts, and watches on the event loop. Created by the transport at
+/// DRIVER_OK and dropped at reset; after that every call here is a no-op, so a late
+/// completion cannot touch a queue the driver has since torn down.
+///
+/// All methods must be called with the device lock held (true in every device
+/// callback and in handlers registered with `watch`).
+public final class VirtioDeviceContext: @unchecked Sendable {
+    public let memory: GuestMemory
+    public let queues: [SplitQueue]
+    /// Features the driver accepted (device bits and ring bits).
+    public let features: UInt64
+    public let eventLoop: EventLoop
+    private unowned let transport: VirtioMMIOTransport
+    private var watched: [Int32] = []
+    public private(set) var isActive = true
+
+    init(transport: VirtioMMIOTransport, memory: GuestMemory, queues: [SplitQueue], features: UInt64, eventLoop: EventLoop) {
+        self.transport = transport
+        self.memory = memory
+        self.queues = queues
+        self.features = features
+        self.eventLoop = eventLoop
+    }
+
+    public func hasFeature(_ bit: UInt64) -> Bool { features & bit == bit }
+
+    /// Sends a used-buffer interrupt for `queue` unless the driver suppressed it.
+    public func signalUsed(queue: Int) {
+        guard isActive else { return }
+        do {
+            if try queues[queue].needsNotification() { transport.raiseInterrupt(VirtioMMIOTransport.interruptUsedBuffer) }
+        } catch {
+            deviceNeedsReset("queue \(queue): \(error)")
+        }
+    }
+
+    /// Marks the device broken (§2.1.2): DEVICE_NEEDS_RESET plus a configuration
+    /// change interrupt; no more queue work until the driver resets it.
+    public func deviceNeedsReset(_ reason: String) {
+        guard isActive else { return }
+        transport.markNeedsReset(reason)
+    }
+
+    /// Tells the driver the configuration space changed (new generation + interrupt).
+    public func configChanged() {
+        guard isActive else { return }
+        transport.configChanged()
+    }
+
+    /// True once the device asked for a reset: stop processing queues.
+    public var isBroken: Bool { transport.needsReset }
+
+    /// Watches `fd` on the event loop; `handler` runs with the device lock held and
+    /// only while this context is active. Removed automatically at reset.
+    public func watch(_ fd: Int32, events: UInt32 = UInt32(EPOLLIN.rawValue), handler: @escaping (UInt32) -> Void) throws {
+        guard isActive else { return }
+        let lock = transport.lock
+        try eventLoop.add(fd, events: events) { [weak self] ev in
+            lock.lock(); defer { lock.unlock() }
+            guard let self, self.isActive else { return }
+            handler(ev)
+        }
+        watched.append(fd)
+    }
+
+    /// Changes the events watched on `fd` (0 pauses it: back-pressure).
+    public func modifyWatch(_ fd: Int32, events: UInt32) throws {
+        guard isActive else { return }
+        try eventLoop.modify(fd, events: events)
+    }
+
+    func deactivate() {
+        isActive = false
+        for fd in watched { eventLoop.remove(fd) }
+        watched.removeAll()
+    }
+}

@@ -1,0 +1,301 @@
+import CKVM
+import Devices
+import Foundation
+import GuestMemory
+
+/// The virtio-mmio transport, version 2 register layout (virtio 1.2 §4.2.2), in
+/// front of one `VirtioDevice`. Registered on the MMIO bus for `windowSize` bytes.
+///
+/// Threads: register accesses arrive on vCPU threads; queue work runs on the event
+/// loop thread, woken by one eventfd per queue (`queueNotifiers`), which the VMM
+/// registers with KVM_IOEVENTFD at `base + notifyOffset`, datamatch = queue index.
+/// Both sides take `lock`, so device state never races.
+public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
+    /// Bytes of MMIO space per device: registers 0x000–0x0ff, config space from 0x100.
+    public static let windowSize: UInt64 = 0x1000
+    /// Offset of QueueNotify, where the VMM places each queue's ioeventfd.
+    public static let notifyOffset: UInt64 = 0x50
+    static let magic: UInt32 = 0x7472_6976 // "virt"
+    static let vendorID: UInt32 = 0x4646_4B53 // "SKFF"
+    static let interruptUsedBuffer: UInt32 = 1
+    static let interruptConfigChange: UInt32 = 2
+    /// Features the transport itself supports, on top of the device's.
+    static let transportFeatures = VirtioFeature.version1 | VirtioFeature.ringIndirectDesc | VirtioFeature.ringEventIdx
+
+    public let device: VirtioDevice
+    public let memory: GuestMemory
+    public let eventLoop: EventLoop
+    let interrupt: InterruptLine
+    let lock = NSLock()
+
+    /// One eventfd per queue: a write (by KVM's ioeventfd or by a plain MMIO write
+    /// to QueueNotify) wakes the event loop, which calls `device.queueNotified`.
+    public let queueNotifiers: [(queue: Int, eventFD: Int32)]
+
+    private let queues: [SplitQueue]
+    private var status: UInt32 = 0
+    private var deviceFeaturesSel: UInt32 = 0
+    private var driverFeaturesSel: UInt32 = 0
+    private var driverFeatures: UInt64 = 0
+    private var queueSel: UInt32 = 0
+    private var interruptStatus: UInt32 = 0
+    private var configGeneration: UInt32 = 0
+    private var context: VirtioDeviceContext?
+    /// Why the device last set DEVICE_NEEDS_RESET (for logs and tests).
+    public private(set) var lastError: String?
+
+    public init(device: VirtioDevice, memory: GuestMemory, interrupt: InterruptLine, eventLoop: EventLoop) throws {
+        self.device = device
+        self.memory = memory
+        self.interrupt = interrupt
+        self.eventLoop = eventLoop
+        queues = device.queueMaxSizes.map { SplitQueue(maxSize: $0, memory: memory) }
+        var notifiers: [(queue: Int, eventFD: Int32)] = []
+        for index in queues.indices {
+            let fd = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+            guard fd >= 0 else {
+                let e = errno
+                for n in notifiers { close(n.eventFD) }
+                throw HostCallError("eventfd for virtio queue \(index)", errno: e)
+            }
+            notifiers.append((index, fd))
+        }
+        queueNotifiers = notifiers
+        for (index, fd) in notifiers {
+            try eventLoop.add(fd) { [weak self] _ in self?.queueEventFired(index, fd: fd) }
+        }
+    }
+
+    deinit {
+        for (_, fd) in queueNotifiers {
+            eventLoop.remove(fd)
+            close(fd)
+        }
+    }
+
+    /// Offered features: the device's plus the transport's.
+    public var offeredFeatures: UInt64 { device.deviceFeatures | Self.transportFeatures }
+
+    // MARK: - BusDevice
+
+    public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
+        lock.lock(); defer { lock.unlock() }
+        if offset >= 0x100 {
+            device.readConfig(offset: Int(offset - 0x100), into: data)
+            return
+        }
+        // §4.2.2.2: control registers are 32-bit wide, aligned accesses only.
+        guard data.count == 4, offset % 4 == 0 else {
+            data.initializeMemory(as: UInt8.self, repeating: 0)
+            return
+        }
+        data.storeBytes(of: register(at: offset).littleEndian, as: UInt32.self)
+    }
+
+    public func write(offset: UInt64, data: UnsafeRawBufferPointer) {
+        if offset >= 0x100 {
+            lock.lock(); defer { lock.unlock() }
+            device.writeConfig(offset: Int(offset - 0x100), data: data)
+            return
+        }
+        guard data.count == 4, offset % 4 == 0 else { return }
+        let value = UInt32(littleEndian: data.loadUnaligned(as: UInt32.self))
+        if offset == Self.notifyOffset {
+            notify(queue: value) // no lock: just an eventfd write
+            return
+        }
+        lock.lock(); defer { lock.unlock() }
+        setRegister(at: offset, value)
+    }
+
+    // MARK: - Registers
+
+    private var selectedQueue: SplitQueue? {
+        Int(queueSel) < queues.count ? queues[Int(queueSel)] : nil
+    }
+
+    private func register(at offset: UInt64) -> UInt32 {
+        switch offset {
+        case 0x000: return Self.magic
+        case 0x004: return 2
+        case 0x008: return device.deviceType
+        case 0x00c: return Self.vendorID
+        case 0x010:
+            switch deviceFeaturesSel {
+            case 0: return UInt32(truncatingIfNeeded: offeredFeatures)
+            case 1: return UInt32(truncatingIfNeeded: offeredFeatures >> 32)
+            default: return 0
+            }
+        case 0x034: return UInt32(selectedQueue?.state.maxSize ?? 0)
+        case 0x038: return UInt32(selectedQueue?.size ?? 0)
+        case 0x044: return selectedQueue?.isReady == true ? 1 : 0
+        case 0x060: return interruptStatus
+        case 0x070: return status
+        case 0x080: return UInt32(truncatingIfNeeded: selectedQueue?.descriptorTable ?? 0)
+        case 0x084: return UInt32(truncatingIfNeeded: (selectedQueue?.descriptorTable ?? 0) >> 32)
+        case 0x090: return UInt32(truncatingIfNeeded: selectedQueue?.availRing ?? 0)
+        case 0x094: return UInt32(truncatingIfNeeded: (selectedQueue?.availRing ?? 0) >> 32)
+        case 0x0a0: return UInt32(truncatingIfNeeded: selectedQueue?.usedRing ?? 0)
+        case 0x0a4: return UInt32(truncatingIfNeeded: (selectedQueue?.usedRing ?? 0) >> 32)
+        // No shared memory regions: a length of -1 says the selected one does not exist.
+        case 0x0b0, 0x0b4, 0x0b8, 0x0bc: return 0xffff_ffff
+        case 0x0fc: return configGeneration
+        default: return 0
+        }
+    }
+
+    private func setRegister(at offset: UInt64, _ value: UInt32) {
+        switch offset {
+        case 0x014: deviceFeaturesSel = value
+        case 0x020:
+            // Features are negotiable only between DRIVER and FEATURES_OK (§3.1.1).
+            guard status & VirtioStatus.driver != 0, status & VirtioStatus.featuresOK == 0 else { return }
+            switch driverFeaturesSel {
+            case 0: driverFeatures = (driverFeatures & 0xffff_ffff_0000_0000) | UInt64(value)
+            case 1: driverFeatures = (driverFeatures & 0xffff_ffff) | UInt64(value) << 32
+            default: break
+            }
+        case 0x024: driverFeaturesSel = value
+        case 0x030: queueSel = value
+        case 0x038, 0x044, 0x080, 0x084, 0x090, 0x094, 0x0a0, 0x0a4:
+            setQueueRegister(at: offset, value)
+        case 0x064: interruptStatus &= ~value
+        case 0x070: setStatus(value)
+        default: break // read-only or unsupported (QueueReset, SHMSel): ignored
+        }
+    }
+
+    /// Queue set-up happens after FEATURES_OK and before DRIVER_OK (§3.1.1); the
+    /// ring registers are only writable while the queue is not ready.
+    private func setQueueRegister(at offset: UInt64, _ value: UInt32) {
+        guard status & VirtioStatus.featuresOK != 0, status & VirtioStatus.driverOK == 0,
+              let queue = selectedQueue else { return }
+        if offset == 0x044 {
+            if value == 0 { queue.isReady = false; return }
+            queue.setFeatures(driverFeatures)
+            do {
+                try queue.validate()
+                queue.isReady = true
+            } catch {
+                lastError = "queue \(queueSel): \(error)" // stays not ready; DRIVER_OK will then fail
+            }
+            return
+        }
+        guard !queue.isReady else { return }
+        func low(_ old: UInt64) -> UInt64 { (old & 0xffff_ffff_0000_0000) | UInt64(value) }
+        func high(_ old: UInt64) -> UInt64 { (old & 0xffff_ffff) | UInt64(value) << 32 }
+        switch offset {
+        case 0x038: queue.size = UInt16(clamping: value) // too big is refused at QueueReady
+        case 0x080: queue.descriptorTable = low(queue.descriptorTable)
+        case 0x084: queue.descriptorTable = high(queue.descriptorTable)
+        case 0x090: queue.availRing = low(queue.availRing)
+        case 0x094: queue.availRing = high(queue.availRing)
+        case 0x0a0: queue.usedRing = low(queue.usedRing)
+        case 0x0a4: queue.usedRing = high(queue.usedRing)
+        default: break
+        }
+    }
+
+    /// The status state machine (§2.1, §3.1.1). The driver only ever adds bits, in
+    /// order; writing 0 resets the device.
+    private func setStatus(_ requested: UInt32) {
+        if requested == 0 { reset(); return }
+        // DEVICE_NEEDS_RESET belongs to the device; the driver cannot set or clear it.
+        var new = (requested & ~VirtioStatus.deviceNeedsReset) | (status & VirtioStatus.deviceNeedsReset)
+        guard new & status == status else { return } // clearing bits is not allowed
+        let added = new & ~status
+        if added & VirtioStatus.driver != 0, new & VirtioStatus.acknowledge == 0 { return }
+        if added & VirtioStatus.featuresOK != 0 {
+            // §2.2.2: refuse a feature set we did not offer, or without VERSION_1; the
+            // driver sees FEATURES_OK clear when it reads the status back.
+            let acceptable = new & VirtioStatus.driver != 0
+                && driverFeatures & ~offeredFeatures == 0
+                && driverFeatures & VirtioFeature.version1 != 0
+            if !acceptable { new &= ~VirtioStatus.featuresOK }
+        }
+        if added & VirtioStatus.driverOK != 0, new & VirtioStatus.featuresOK == 0 { return }
+        status = new
+        if added & VirtioStatus.driverOK != 0 { activate() }
+    }
+
+    private func activate() {
+        for queue in queues where queue.isReady { queue.setFeatures(driverFeatures) }
+        let context = VirtioDeviceContext(transport: self, memory: memory, queues: queues,
+                                          features: driverFeatures, eventLoop: eventLoop)
+        self.context = context
+        do {
+            try device.activate(context)
+        } catch {
+            markNeedsReset("activation failed: \(error)")
+            return
+        }
+        // Handle buffers the driver posted before DRIVER_OK, on the loop thread.
+        eventLoop.execute { [weak self] in
+            guard let self else { return }
+            self.lock.lock(); defer { self.lock.unlock() }
+            guard let c = self.context, c === context, c.isActive, !self.needsReset else { return }
+            for (index, queue) in self.queues.enumerated() where queue.isReady { self.device.queueNotified(index) }
+        }
+    }
+
+    /// Device reset (§2.4): every register back to its initial value.
+    private func reset() {
+        context?.deactivate()
+        context = nil
+        device.reset()
+        for queue in queues { queue.reset() }
+        status = 0
+        deviceFeaturesSel = 0
+        driverFeaturesSel = 0
+        driverFeatures = 0
+        queueSel = 0
+        interruptStatus = 0
+        lastError = nil
+    }
+
+    // MARK: - Notifications and interrupts
+
+    /// Wakes the event loop for queue `index`, as KVM's ioeventfd would.
+    private func notify(queue index: UInt32) {
+        guard Int(index) < queueNotifiers.count else { return }
+        var one: UInt64 = 1
+        _ = Glibc.write(queueNotifiers[Int(index)].eventFD, &one, 8)
+    }
+
+    private func queueEventFired(_ index: Int, fd: Int32) {
+        var count: UInt64 = 0
+        _ = Glibc.read(fd, &count, 8)
+        lock.lock(); defer { lock.unlock() }
+        guard let context, context.isActive, !needsReset, queues[index].isReady else { return }
+        device.queueNotified(index)
+    }
+
+    var needsReset: Bool { status & VirtioStatus.deviceNeedsReset != 0 }
+
+    /// Called with the lock held.
+    func raiseInterrupt(_ cause: UInt32) {
+        interruptStatus |= cause
+        interrupt.trigger()
+    }
+
+    /// Called with the lock held.
+    func markNeedsReset(_ reason: String) {
+        guard !needsReset else { return }
+        lastError = reason
+        FileHandle.standardError.write(Data("skiff: virtio device \(device.deviceType) needs reset: \(reason)\n".utf8))
+        status |= VirtioStatus.deviceNeedsReset
+        if status & VirtioStatus.driverOK != 0 { raiseInterrupt(Self.interruptConfigChange) }
+    }
+
+    /// Called with the lock held (through the device's context).
+    func configChanged() {
+        configGeneration &+= 1
+        if status & VirtioStatus.driverOK != 0 { raiseInterrupt(Self.interruptConfigChange) }
+    }
+
+    /// Reads `status` under the lock (for tests and the VMM's diagnostics).
+    public var deviceStatus: UInt32 {
+        lock.lock(); defer { lock.unlock() }
+        return status
+    }
+}
