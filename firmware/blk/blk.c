@@ -184,7 +184,7 @@ static int blk_open(struct blk *b, struct vdev *d, uintptr_t mem)
 	uint64_t want = (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |
 			(1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
 			(1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_DISCARD) |
-			(1ull << VIRTIO_BLK_F_WRITE_ZEROES);
+			(1ull << VIRTIO_BLK_F_WRITE_ZEROES) | virtio_common_features();
 	int r = virtio_negotiate(d, want);
 	if (r) {
 		printf("blk: FAIL device 0x%lx feature negotiation (step %d)\n", d->base, r);
@@ -552,8 +552,8 @@ static void blk_bench(struct blk *b, const char *mode, size_t mlen)
 	uint64_t bytes = ops * bs;
 	uint64_t mibs_x100 = us ? bytes * 100 / us * 1000000 / (1 << 20) : 0;
 	uint64_t iops = us ? ops * 1000000 / us : 0;
-	printf("blk: bench result mode=%.*s ops=%lu bytes=%lu usecs=%lu errors=%lu MiB/s=%lu.%02lu IOPS=%lu\n",
-	       (int)mlen, mode, ops, bytes, us, errors, mibs_x100 / 100, mibs_x100 % 100, iops);
+	printf("blk: bench result mode=%.*s ops=%lu bytes=%lu usecs=%lu errors=%lu MiB/s=%lu.%02lu IOPS=%lu notifies=%lu\n",
+	       (int)mlen, mode, ops, bytes, us, errors, mibs_x100 / 100, mibs_x100 % 100, iops, b->q.notifies);
 	if (errors)
 		failures++;
 }

@@ -120,6 +120,9 @@ int vq_setup(struct vdev *d, struct vq *q, uint16_t index, uint16_t num, uintptr
 	q->used = (volatile struct virtq_used *)(mem + 8192);
 	q->avail_idx = 0;
 	q->last_used = 0;
+	q->kicked_idx = 0;
+	q->event_idx = !!(d->features & (1ull << VIRTIO_F_EVENT_IDX));
+	q->notifies = q->notifies_skipped = 0;
 	q->avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;	/* we poll */
 	vwrite(d, VMMIO_QUEUE_NUM, num);
 	uint64_t a = (uint64_t)q->desc, b = (uint64_t)q->avail, c = (uint64_t)q->used;
@@ -131,6 +134,11 @@ int vq_setup(struct vdev *d, struct vq *q, uint16_t index, uint16_t num, uintptr
 	vwrite(d, VMMIO_QUEUE_DEVICE_HI, (uint32_t)(c >> 32));
 	vwrite(d, VMMIO_QUEUE_READY, 1);
 	return 0;
+}
+
+uint64_t virtio_common_features(void)
+{
+	return cmdline_has("virtio.event_idx") ? 1ull << VIRTIO_F_EVENT_IDX : 0;
 }
 
 void virtio_driver_ok(struct vdev *d)

@@ -407,7 +407,7 @@ int main(void)
 		failures++;
 		goto out;
 	}
-	int r = virtio_negotiate(dev, 1ull << VIRTIO_NET_F_MAC);
+	int r = virtio_negotiate(dev, (1ull << VIRTIO_NET_F_MAC) | virtio_common_features());
 	if (r || vq_setup(dev, &rxq, RXQ, 256, MEM_RXQ) || vq_setup(dev, &txq, TXQ, 256, MEM_TXQ)) {
 		printf("net: FAIL device 0x%lx set-up (negotiation step %d)\n", dev->base, r);
 		failures++;
