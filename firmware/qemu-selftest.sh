@@ -68,7 +68,7 @@ expect "blk check mode" "$tmp/blkcheck" $? '^blk: PASS check pattern in 256 sect
 
 timeout 60 "$run" blk -drive id=d0,file="$tmp/raw.img",format=raw,if=none -device virtio-blk-device,drive=d0 \
 	-append "virtio_mmio.device=512@0xfeb02e00:47 blk.bench=rand blk.secs=1 ${TSC_KHZ:+tsc_khz=$TSC_KHZ}" >"$tmp/blkbench" 2>&1
-expect "blk bench" "$tmp/blkbench" $? '^blk: bench result mode=rand .* errors=0 MiB/s=[0-9.]+ IOPS=[0-9]+$'
+expect "blk bench" "$tmp/blkbench" $? '^blk: bench result mode=rand .* errors=0 MiB/s=[0-9.]+ IOPS=[0-9]+ '
 
 qemu-img create -q -f raw "$tmp/h.img" 16M
 timeout 120 "$run" hostile -drive id=d0,file="$tmp/h.img",format=raw,if=none -device virtio-blk-device,drive=d0 \
