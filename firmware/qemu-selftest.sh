@@ -43,7 +43,7 @@ timeout 120 "$run" blk \
 	-drive id=d1,file="$tmp/top.qcow2",format=qcow2,if=none,discard=unmap -device virtio-blk-device,drive=d1,serial=QCOW1 \
 	-drive id=d2,file="$tmp/ro.img",format=raw,if=none,readonly=on -device virtio-blk-device,drive=d2 \
 	-append "$mmio" >"$tmp/blk" 2>&1
-expect blk "$tmp/blk" $? '^blk: PASS get_id "RAW0"$' '^blk: PASS get_id "QCOW1"$' \
+expect blk "$tmp/blk" $? '^blk: PASS interrupt: irq 47 -> vector 0x40 delivered' '^blk: PASS get_id "RAW0"$' '^blk: PASS get_id "QCOW1"$' \
 	'^blk: PASS write to read-only disk rejected' '^blk: PASS all [0-9]+ checks on 3 device\(s\)$' '^blk: done$'
 qemu-img check -q "$tmp/top.qcow2" && ok "blk: qemu-img check" || bad "blk: qemu-img check"
 qemu-img convert -O raw "$tmp/top.qcow2" "$tmp/top.raw"

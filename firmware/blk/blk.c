@@ -7,6 +7,7 @@
  * `blk.bench=seq|rand|seqwrite|randwrite` instead measures throughput on the
  * first one.  See docs/firmware.md for the output and the on-disk pattern.
  */
+#include "irq.h"
 #include "virtio.h"
 
 const int fw_run_in_user_mode = 1;
@@ -439,6 +440,44 @@ static void blk_concurrent(struct blk *b)
 		pass("pipelined write+read of %lu 4 KiB blocks at sector 1024, 16 in flight", CONC_BLOCKS, 0);
 }
 
+/*
+ * Interrupt delivery end to end: route the device's IRQ (from the command
+ * line) through the IO-APIC, allow interrupts at CPL3, complete one request
+ * with interrupts requested, and expect the vector plus InterruptStatus bit 0.
+ */
+static void blk_interrupt(struct blk *b, uint8_t vector)
+{
+	if (b->timed_out || cmdline_has("blk.noirq"))
+		return;
+	const char *why = "";
+	if (irq_route(b->d->irq, vector, &why)) {
+		printf("blk: SKIP interrupt (irq %u: %s)\n", b->d->irq, why);
+		return;
+	}
+	vwrite(b->d, VMMIO_INTERRUPT_ACK, vread(b->d, VMMIO_INTERRUPT_STATUS));
+	uint64_t before = fw_irq_count[vector];
+	b->q.avail->flags = 0;
+	if (b->q.event_idx)
+		*(volatile uint16_t *)&b->q.avail->ring[b->q.num] = b->q.last_used;
+	mb();
+	irq_enable();
+	int st = blk_sync(b, VIRTIO_BLK_T_IN, 0, data(b), SECTOR, 1, 1);
+	uint64_t t0 = rdtsc(), limit = ms_to_tsc(1000);
+	while (fw_irq_count[vector] == before && rdtsc() - t0 < limit)
+		cpu_relax();
+	irq_disable();
+	uint32_t isr = vread(b->d, VMMIO_INTERRUPT_STATUS);
+	vwrite(b->d, VMMIO_INTERRUPT_ACK, isr);
+	b->q.avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
+	irq_mask(b->d->irq);
+	uint64_t got = fw_irq_count[vector] - before;
+	if (st == VIRTIO_BLK_S_OK && got >= 1 && (isr & 1))
+		pass("interrupt: irq %lu -> vector 0x%lx delivered, InterruptStatus bit 0 set", b->d->irq, vector);
+	else
+		printf("blk: FAIL interrupt: irq %u vector 0x%x: request status %d, %lu interrupt(s), InterruptStatus 0x%x\n",
+		       b->d->irq, vector, st, got, isr), checks++, failures++;
+}
+
 /* Read-only check of region A (e.g. after a restore or on another VMM). */
 static void blk_check(struct blk *b)
 {
@@ -597,6 +636,7 @@ int main(void)
 		else {
 			blk_test(b);
 			blk_concurrent(b);
+			blk_interrupt(b, (uint8_t)(0x40 + nblk - 1));
 		}
 		virtio_reset(b->d);
 	}

@@ -22,4 +22,8 @@
 /* End of the RAM the guests may use (blk: 6 MiB per device, up to 4 devices). */
 #define SCRATCH_END 0x1c00000
 
+/* Local APIC (xAPIC MMIO) and the spurious-interrupt vector we program. */
+#define LAPIC_BASE 0xfee00000ul
+#define LAPIC_SPURIOUS_VECTOR 0xff
+
 #endif

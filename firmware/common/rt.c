@@ -14,6 +14,7 @@ const char *fw_cmdline = "";
 int fw_cpl3;
 int fw_iopl3;
 struct fw_probe fw_probe;
+volatile uint64_t fw_irq_count[256];
 
 /* ---- memory and strings ------------------------------------------------ */
 
@@ -510,6 +511,12 @@ static const uint8_t *acpi_find_table(const uint8_t *rsdp, const char sig[4])
 	return NULL;
 }
 
+const uint8_t *acpi_table(const char sig[4])
+{
+	const uint8_t *rsdp = acpi_find_rsdp();
+	return rsdp ? acpi_find_table(rsdp, sig) : NULL;
+}
+
 /* SLP_TYP for S5 from the DSDT's \_S5_ package; -1 if absent. */
 static int acpi_s5_type(const uint8_t *dsdt)
 {
@@ -688,6 +695,10 @@ static int do_syscall(struct trap_frame *f)
 		f->rflags = (f->rflags & ~0x3000ull) | ((f->rdi & 3) << 12);
 		f->rax = 0;
 		return 1;
+	case SYS_SETIF:
+		f->rflags = (f->rflags & ~0x200ull) | (f->rdi ? 0x200 : 0);
+		f->rax = 0;
+		return 1;
 	case SYS_WRMSR:
 		__asm__ volatile("wrmsr" :: "c"((uint32_t)f->rdi), "a"((uint32_t)f->rsi),
 				 "d"((uint32_t)(f->rsi >> 32)));
@@ -721,7 +732,10 @@ void trap(struct trap_frame *f)
 		return;
 	}
 	if (f->vector >= 32) {
-		/* Nothing enables interrupts; ignore a stray one. */
+		/* Only irq.c enables interrupts (briefly); count them and EOI the LAPIC. */
+		fw_irq_count[f->vector]++;
+		if (f->vector != LAPIC_SPURIOUS_VECTOR)
+			mmio_write32(LAPIC_BASE + 0xb0, 0);
 		return;
 	}
 	uint64_t cr2;

@@ -68,6 +68,7 @@ enum {
 	SYS_NOP = 5,	/* returns 0; measures the round trip */
 	SYS_WRMSR = 6,	/* rdi = MSR, rsi = value */
 	SYS_SETIOPL = 7,	/* rdi = IOPL for the caller's RFLAGS */
+	SYS_SETIF = 8,	/* rdi = 0/1: the caller's RFLAGS.IF (interrupts at CPL3) */
 };
 
 static inline long syscall3(long n, long a, long b, long c)
@@ -130,6 +131,12 @@ int parse_u64(const char *s, size_t n, uint64_t *out);
 
 /* Time. */
 uint64_t tsc_khz(void);			/* 0 if unknown */
+
+/* An ACPI table by signature (via start_info's RSDP or the BIOS-area scan). */
+const uint8_t *acpi_table(const char sig[4]);
+
+/* Interrupts taken (vector >= 32) since boot; see irq.h. */
+extern volatile uint64_t fw_irq_count[256];
 
 /* Ending the VM: ACPI S5, then i8042 reset, then halt. */
 void poweroff(void) __attribute__((noreturn));

@@ -42,6 +42,11 @@ int virtio_find(struct vdev *out, int max, int verbose)
 			printf("virtio: unusable transport at 0x%lx size 0x%lx\n", base, size);
 			continue;
 		}
+		int dup = 0;
+		for (int i = 0; i < n; i++)
+			dup |= out[i].base == base;
+		if (dup)		/* e.g. QEMU with acpi=off appends its own copies */
+			continue;
 		if (n >= max)
 			break;
 		struct vdev *d = &out[n];
