@@ -20,7 +20,7 @@ public enum DiskImageOpener {
         case .raw:
             return try RawImage(file: file, formatWasProbed: format == nil)
         case .qcow2:
-            throw StorageError(.unsupportedFeature, "qcow2 is not implemented yet", path: path)
+            return try Qcow2Image(file: file, chain: BackingChain(top: path))
         }
     }
 

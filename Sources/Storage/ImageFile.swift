@@ -7,7 +7,7 @@ import Glibc
 /// and retry EINTR, and a bounce buffer when O_DIRECT is on and a request is not
 /// aligned (the kernel refuses unaligned direct I/O).
 final class ImageFile {
-    let fd: Int32
+    private(set) var fd: Int32
     let path: String
     let readOnly: Bool
     let direct: Bool
@@ -39,7 +39,13 @@ final class ImageFile {
         return ImageFile(fd: fd, path: path, readOnly: readOnly, direct: direct)
     }
 
-    deinit { Glibc.close(fd) }
+    deinit { close() }
+
+    /// Closes the descriptor (dropping the image locks). Later calls fail with EBADF.
+    func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
 
     /// Current length of the file.
     func size() throws -> UInt64 {

@@ -86,7 +86,7 @@ public final class RawImage: DiskImage {
 
     public func close() throws {
         guard !closed else { return }
-        defer { closed = true }
+        defer { closed = true; file.close() }
         if !isReadOnly { try file.sync() }
     }
 
