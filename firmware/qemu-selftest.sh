@@ -85,7 +85,7 @@ if [ "$(id -u)" = 0 ] && command -v ip >/dev/null; then
 	timeout 120 ip netns exec "$ns" "$run" net -netdev tap,id=n0,ifname=fwtap0,script=no,downscript=no \
 		-device virtio-net-device,netdev=n0 \
 		-append "virtio_mmio.device=512@0xfeb02e00:47 net.ip=10.0.2.15 net.peer=10.0.2.1" >"$tmp/net" 2>&1
-	expect net "$tmp/net" $? '^net: PASS arp 10.0.2.1 is at ' '^net: PASS all 4 checks$'
+	expect net "$tmp/net" $? '^net: PASS arp 10.0.2.1 is at ' '^net: PASS interrupt: irq 47 -> vector 0x40 delivered' '^net: PASS all 5 checks$'
 else
 	echo "selftest: SKIP net (needs root for ip netns and a TAP)"
 fi

@@ -642,6 +642,7 @@ int main(void)
 	}
 	if (nblk == 0) {
 		printf("blk: FAIL no virtio-blk device (give virtio_mmio.device=<size>@<base>:<irq>)\n");
+		checks++;
 		failures++;
 	}
 	if (!bench) {

@@ -6,6 +6,7 @@
  * lines and powers off.  `net.bench=tx` instead sends UDP frames to the
  * peer as fast as it can; `net.bench=rx` counts frames received.
  */
+#include "irq.h"
 #include "virtio.h"
 
 const int fw_run_in_user_mode = 1;
@@ -325,6 +326,51 @@ static void net_test(void)
 	}
 }
 
+/*
+ * Interrupt delivery: route the device's IRQ to vector 0x40, request
+ * interrupts on the receive queue, ping once more and expect the vector
+ * and InterruptStatus bit 0.
+ */
+static void net_interrupt(void)
+{
+	if (!have_peer_mac || cmdline_has("net.noirq"))
+		return;
+	const uint8_t vector = 0x40;
+	const char *why = "";
+	if (irq_route(dev->irq, vector, &why)) {
+		printf("net: SKIP interrupt (irq %u: %s)\n", dev->irq, why);
+		return;
+	}
+	vwrite(dev, VMMIO_INTERRUPT_ACK, vread(dev, VMMIO_INTERRUPT_STATUS));
+	uint64_t before = fw_irq_count[vector];
+	rxq.avail->flags = 0;
+	if (rxq.event_idx)
+		*(volatile uint16_t *)&rxq.avail->ring[rxq.num] = rxq.last_used;
+	mb();
+	irq_enable();
+	got_echo_reply = 0;
+	uint64_t stamp = rdtsc();
+	send_ping(0x7fff, stamp);
+	uint64_t t0 = rdtsc(), limit = ms_to_tsc(2000);
+	while (fw_irq_count[vector] == before && rdtsc() - t0 < limit)
+		cpu_relax();
+	irq_disable();
+	uint32_t isr = vread(dev, VMMIO_INTERRUPT_STATUS);
+	vwrite(dev, VMMIO_INTERRUPT_ACK, isr);
+	rxq.avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
+	irq_mask(dev->irq);
+	wait_for(&got_echo_reply, 500);
+	uint64_t got = fw_irq_count[vector] - before;
+	checks++;
+	if (got >= 1 && (isr & 1)) {
+		printf("net: PASS interrupt: irq %u -> vector 0x%x delivered, InterruptStatus bit 0 set\n", dev->irq, vector);
+	} else {
+		printf("net: FAIL interrupt: irq %u vector 0x%x: %lu interrupt(s), InterruptStatus 0x%x\n",
+		       dev->irq, vector, got, isr);
+		failures++;
+	}
+}
+
 /* tx: UDP frames of net.size bytes to the peer (port 9, discard) for net.secs. */
 static void net_bench(const char *mode, size_t mlen)
 {
@@ -445,6 +491,7 @@ int main(void)
 		net_bench(bench, blen);
 	} else {
 		net_test();
+		net_interrupt();
 		if (failures)
 			printf("net: FAIL %d of %d checks failed\n", failures, checks);
 		else
