@@ -39,6 +39,12 @@ final class VCPUThread: @unchecked Sendable {
 
     func start() {
         let t = Thread { [self] in
+            // A parent may have started us with signals blocked (masks are
+            // inherited); the kick must get through or KVM_RUN never returns.
+            var unblock = sigset_t()
+            sigemptyset(&unblock)
+            sigaddset(&unblock, VCPUThread.kickSignal)
+            pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
             thread = pthread_self()
             started.signal()
             runLoop()
