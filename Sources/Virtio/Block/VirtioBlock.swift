@@ -1,0 +1,244 @@
+import Foundation
+import GuestMemory
+import Storage
+
+/// virtio-blk (device ID 2, virtio 1.2 §5.2) over a `DiskImage`. Data I/O goes
+/// through the storage layer's `AsyncDiskEngine`; its completions arrive on the
+/// event loop, where the used ring is updated and the interrupt raised.
+public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
+    /// Feature bits (§5.2.3).
+    public enum Feature {
+        public static let segMax: UInt64 = 1 << 2
+        public static let readOnly: UInt64 = 1 << 5
+        public static let blockSize: UInt64 = 1 << 6
+        public static let flush: UInt64 = 1 << 9
+        public static let discard: UInt64 = 1 << 13
+        public static let writeZeroes: UInt64 = 1 << 14
+    }
+    static let sectorSize: UInt64 = 512
+    /// Largest discard / write-zeroes request, in sectors, and segments per request.
+    static let maxDiscardSectors: UInt32 = 1 << 22
+    static let maxDiscardSegments: UInt32 = 16
+
+    public let deviceType = VirtioDeviceType.block
+    public let queueMaxSizes: [UInt16]
+    public let image: DiskImage
+    public let serial: String?
+    private let engine: AsyncDiskEngine
+    private var context: VirtioDeviceContext?
+    /// Bumped at reset: completions of requests from before it must not touch the rings.
+    private var generation = 0
+    private var completedSinceSignal = false
+
+    /// Wraps an open image. `queueSize` is QueueNumMax of the one request queue.
+    public init(image: DiskImage, serial: String? = nil, queueSize: UInt16 = 256, synchronousIO: Bool = false) throws {
+        self.image = image
+        self.serial = serial
+        queueMaxSizes = [queueSize]
+        engine = try AsyncDiskEngine(image: image, queueDepth: 64, synchronous: synchronousIO)
+    }
+
+    /// Opens the image named by a `--disk` option (missing file, image locked by
+    /// another process, bad format: the storage layer's `StorageError` says which).
+    public convenience init(config: BlockDeviceConfig) throws {
+        let image = try DiskImageOpener.open(path: config.path, format: config.format, readOnly: config.readOnly)
+        try self.init(image: image, serial: config.serial)
+    }
+
+    public var deviceFeatures: UInt64 {
+        var f = Feature.segMax | Feature.blockSize | Feature.flush
+        f |= image.isReadOnly ? Feature.readOnly : Feature.discard | Feature.writeZeroes
+        return f
+    }
+
+    /// Capacity in 512-byte sectors (a partial last sector is not exposed).
+    public var capacity: UInt64 { image.virtualSize / Self.sectorSize }
+
+    /// struct virtio_blk_config (§5.2.4), up to write_zeroes_may_unmap.
+    var configBytes: [UInt8] {
+        var c = [UInt8](repeating: 0, count: 60)
+        func put<T: FixedWidthInteger>(_ v: T, _ at: Int) {
+            withUnsafeBytes(of: v.littleEndian) { for (i, b) in $0.enumerated() { c[at + i] = b } }
+        }
+        put(capacity, 0)
+        put(UInt32(queueMaxSizes[0]) - 2, 12)            // seg_max: leave room for header and status
+        put(UInt32(Self.sectorSize), 20)                 // blk_size
+        put(Self.maxDiscardSectors, 36)                  // max_discard_sectors
+        put(Self.maxDiscardSegments, 40)                 // max_discard_seg
+        put(UInt32(8), 44)                               // discard_sector_alignment: 4 KiB
+        put(Self.maxDiscardSectors, 48)                  // max_write_zeroes_sectors
+        put(Self.maxDiscardSegments, 52)                 // max_write_zeroes_seg
+        c[56] = 1                                        // write_zeroes_may_unmap
+        return c
+    }
+
+    public func readConfig(offset: Int, into data: UnsafeMutableRawBufferPointer) {
+        Self.copyConfig(configBytes, offset: offset, into: data)
+    }
+
+    public func writeConfig(offset: Int, data: UnsafeRawBufferPointer) {} // nothing writable without CONFIG_WCE
+
+    public func activate(_ context: VirtioDeviceContext) throws {
+        self.context = context
+        try context.watch(engine.completionFD) { [unowned self] _ in
+            self.engine.processCompletions()
+            self.signalIfCompleted()
+        }
+    }
+
+    public func reset() {
+        generation += 1
+        context = nil
+        // Let requests in flight finish before the driver reuses their buffers.
+        engine.drain()
+    }
+
+    public func queueNotified(_ index: Int) {
+        guard let context, index == 0, !context.isBroken else { return }
+        let queue = context.queues[0]
+        do {
+            repeat {
+                try queue.disableNotification()
+                while let chain = try queue.popAvailable() {
+                    handle(chain, context: context)
+                    if context.isBroken { return }
+                }
+            } while try queue.enableNotification()
+        } catch {
+            context.deviceNeedsReset("virtio-blk request queue: \(error)")
+        }
+        signalIfCompleted()
+    }
+
+    // MARK: - Requests
+
+    private func handle(_ chain: DescriptorChain, context: VirtioDeviceContext) {
+        let memory = context.memory
+        guard let request = BlockRequest(chain, memory: memory) else {
+            // Malformed but answerable: IOERR in its last writable byte; otherwise the
+            // driver cannot be told, and only a reset recovers the queue.
+            if let status = BlockRequest.fallbackStatus(chain, memory: memory) {
+                finish(chain.head, status: BlockRequest.statusIOErr, statusAt: status, written: 0)
+            } else {
+                context.deviceNeedsReset("virtio-blk: unanswerable chain \(chain.head): \(chain.fault?.description ?? "no header or status")")
+            }
+            return
+        }
+        switch request.type {
+        case BlockRequest.typeIn, BlockRequest.typeOut:
+            readOrWrite(request, memory: memory)
+        case BlockRequest.typeFlush:
+            if image.isReadOnly { return finish(request, BlockRequest.statusOK) }
+            submit(request, .flush)
+        case BlockRequest.typeGetID:
+            var id = [UInt8](repeating: 0, count: 20)
+            if let serial { id.replaceSubrange(0..<serial.utf8.count, with: serial.utf8) }
+            let n = (try? id.withUnsafeBytes { try request.dataIn.write(to: memory, from: $0) }) ?? 0
+            finish(request, BlockRequest.statusOK, written: UInt32(n))
+        case BlockRequest.typeDiscard, BlockRequest.typeWriteZeroes:
+            discardOrZero(request, memory: memory)
+        default:
+            finish(request, BlockRequest.statusUnsupported)
+        }
+    }
+
+    /// The byte range `sector*512 ..< +length` if it lies inside the disk, checked without overflow.
+    private func diskRange(sector: UInt64, length: UInt64) -> UInt64? {
+        let (offset, o1) = sector.multipliedReportingOverflow(by: Self.sectorSize)
+        let (end, o2) = offset.addingReportingOverflow(length)
+        guard !o1, !o2, end <= capacity * Self.sectorSize else { return nil }
+        return offset
+    }
+
+    private func readOrWrite(_ request: BlockRequest, memory: GuestMemory) {
+        let isRead = request.type == BlockRequest.typeIn
+        if !isRead && image.isReadOnly { return finish(request, BlockRequest.statusIOErr) }
+        let data = isRead ? request.dataIn : request.dataOut
+        let length = data.totalLength
+        guard length % Self.sectorSize == 0,
+              let offset = diskRange(sector: request.sector, length: length),
+              let buffers = try? data.hostBuffers(in: memory)
+        else { return finish(request, BlockRequest.statusIOErr) }
+        if isRead {
+            submit(request, .read(offset: offset, buffers: buffers), written: UInt32(length))
+        } else {
+            submit(request, .write(offset: offset, buffers: buffers.map { UnsafeRawBufferPointer($0) }))
+        }
+    }
+
+    /// DISCARD and WRITE_ZEROES carry segments {le64 sector, le32 num_sectors, le32 flags}.
+    private func discardOrZero(_ request: BlockRequest, memory: GuestMemory) {
+        let isDiscard = request.type == BlockRequest.typeDiscard
+        if image.isReadOnly { return finish(request, BlockRequest.statusIOErr) }
+        let length = request.dataOut.totalLength
+        guard length > 0, length % 16 == 0, length / 16 <= UInt64(Self.maxDiscardSegments),
+              let bytes = try? request.dataOut.read(from: memory, count: Int(length))
+        else { return finish(request, BlockRequest.statusIOErr) }
+        var operations: [DiskIORequest] = []
+        for at in stride(from: 0, to: bytes.count, by: 16) {
+            let (sector, sectors, flags) = bytes.withUnsafeBytes {
+                (UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt64.self)),
+                 UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at + 8, as: UInt32.self)),
+                 UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at + 12, as: UInt32.self)))
+            }
+            // §5.2.6.2: unmap is only meaningful for write-zeroes; other flag bits are reserved.
+            guard flags & ~(isDiscard ? 0 : 1) == 0 else { return finish(request, BlockRequest.statusUnsupported) }
+            guard sectors <= Self.maxDiscardSectors,
+                  let offset = diskRange(sector: sector, length: UInt64(sectors) * Self.sectorSize)
+            else { return finish(request, BlockRequest.statusIOErr) }
+            let n = UInt64(sectors) * Self.sectorSize
+            // Storage deallocates where it can in both cases, so the unmap hint needs no separate path.
+            operations.append(isDiscard ? .discard(offset: offset, length: n) : .writeZeroes(offset: offset, length: n))
+        }
+        submitAll(request, operations)
+    }
+
+    // MARK: - Completion
+
+    private func submit(_ request: BlockRequest, _ operation: DiskIORequest, written: UInt32 = 0) {
+        submitAll(request, [operation], written: written)
+    }
+
+    /// Submits the operations; the request completes when all of them have, with
+    /// IOERR if any failed.
+    private func submitAll(_ request: BlockRequest, _ operations: [DiskIORequest], written: UInt32 = 0) {
+        let generation = self.generation
+        var remaining = operations.count
+        var failed = false
+        for op in operations {
+            engine.submit(op) { [unowned self] result in
+                remaining -= 1
+                if case .failure = result { failed = true }
+                guard remaining == 0, generation == self.generation else { return }
+                if failed {
+                    self.finish(request, BlockRequest.statusIOErr)
+                } else {
+                    self.finish(request, BlockRequest.statusOK, written: written)
+                }
+            }
+        }
+    }
+
+    private func finish(_ request: BlockRequest, _ status: UInt8, written: UInt32 = 0) {
+        finish(request.head, status: status, statusAt: request.status, written: status == BlockRequest.statusOK ? written : 0)
+    }
+
+    /// Writes the status byte and returns the chain; `written` counts data bytes
+    /// before it (the used length adds one for the status byte).
+    private func finish(_ head: UInt16, status: UInt8, statusAt: GuestAddress, written: UInt32) {
+        guard let context else { return }
+        do {
+            try context.memory.store(status, to: statusAt)
+            try context.queues[0].addUsed(head: head, length: written + 1)
+            completedSinceSignal = true
+        } catch {
+            context.deviceNeedsReset("virtio-blk used ring: \(error)")
+        }
+    }
+
+    private func signalIfCompleted() {
+        guard completedSinceSignal, let context else { return }
+        completedSinceSignal = false
+        context.signalUsed(queue: 0)
+    }
+}

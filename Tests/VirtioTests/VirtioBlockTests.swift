@@ -1,0 +1,280 @@
+import Foundation
+import GuestMemory
+import Storage
+import Testing
+@testable import Virtio
+
+/// A virtio-blk device on a real raw image in a temp dir, driven through the MMIO
+/// transport with an event loop on its own thread, as in a VM.
+private final class BlockHarness {
+    static let ringBase: UInt64 = 0x10000
+    static let headers: UInt64 = 0x80000
+    static let data: UInt64 = 0x100000
+
+    let directory: URL
+    let imagePath: String
+    let memory: GuestMemory
+    let loop: RunningLoop
+    let irq = FakeInterruptLine()
+    let device: VirtioBlock
+    let transport: VirtioMMIOTransport
+    let driver: FakeDriver
+    let guest: FakeGuestQueue
+    private var slot: UInt64 = 0
+
+    init(size: Int = 1 << 20, readOnly: Bool = false, serial: String? = "skiff-disk-1",
+         features: UInt64 = VirtioFeature.version1, imageFile: ((String) throws -> Void)? = nil) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("skiff-blk-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        imagePath = directory.appendingPathComponent("disk.raw").path
+        if let imageFile {
+            try imageFile(imagePath)
+        } else {
+            var pattern = [UInt8](repeating: 0, count: size)
+            for i in 0..<size { pattern[i] = UInt8(truncatingIfNeeded: i / 512 + 1) } // each sector: its number+1
+            try Data(pattern).write(to: URL(fileURLWithPath: imagePath))
+        }
+        memory = try makeGuestMemory()
+        loop = try RunningLoop()
+        device = try VirtioBlock(config: BlockDeviceConfig(path: imagePath, readOnly: readOnly, serial: serial))
+        transport = try VirtioMMIOTransport(device: device, memory: memory, interrupt: irq, eventLoop: loop.loop)
+        driver = FakeDriver(transport: transport)
+        guest = try FakeGuestQueue(memory: memory, size: 16, base: Self.ringBase)
+        guard driver.negotiate(features) else { throw OptionError("FEATURES_OK refused") }
+        driver.setUpQueue(0, guest)
+        driver.driverOK()
+    }
+
+    deinit { try? FileManager.default.removeItem(at: directory) }
+
+    /// Posts a request: header (type, sector), `out` bytes, `inLength` writable bytes, status.
+    /// Returns its head.
+    @discardableResult
+    func post(type: UInt32, sector: UInt64, out: [UInt8] = [], inLength: UInt32 = 0, publish: Bool = true) throws -> (head: UInt16, status: UInt64, data: UInt64) {
+        let header = Self.headers + slot * 0x100
+        let data = Self.data + slot * 0x10000
+        slot = (slot + 1) % 16
+        try memory.store(type, to: GuestAddress(header))
+        try memory.store(UInt32(0), to: GuestAddress(header + 4))
+        try memory.store(sector, to: GuestAddress(header + 8))
+        try memory.store(UInt8(0xff), to: GuestAddress(header + 16))
+        var buffers: [(address: UInt64, length: UInt32, writable: Bool)] = [(header, 16, false)]
+        if !out.isEmpty {
+            try memory.write(out, to: GuestAddress(data))
+            buffers.append((data, UInt32(out.count), false))
+        }
+        if inLength > 0 { buffers.append((data, inLength, true)) }
+        buffers.append((header + 16, 1, true))
+        let head = try guest.makeChain(buffers)
+        if publish { try guest.publish(head) }
+        return (head, header + 16, data)
+    }
+
+    /// Notifies the queue and waits for `count` more used entries.
+    func kickAndWait(for count: UInt16 = 1) -> Bool {
+        let target = guest.usedIdx &+ count
+        driver.write32(0x50, 0)
+        return waitUntil { self.guest.usedIdx == target }
+    }
+
+    /// One request, start to finish: (status byte, used length, data read).
+    func run(type: UInt32, sector: UInt64, out: [UInt8] = [], inLength: UInt32 = 0) throws -> (status: UInt8, used: UInt32, data: [UInt8]) {
+        let r = try post(type: type, sector: sector, out: out, inLength: inLength)
+        guard kickAndWait() else { throw OptionError("request not completed; status \(driver.status) \(transport.lastError ?? "")") }
+        let used = try guest.usedElement(guest.usedIdx &- 1)
+        #expect(used.id == UInt32(r.head))
+        return (try memory.load(UInt8.self, from: GuestAddress(r.status)), used.length,
+                try memory.read(from: GuestAddress(r.data), count: Int(inLength)))
+    }
+
+    func fileBytes(at offset: Int, count: Int) throws -> [UInt8] {
+        let d = try Data(contentsOf: URL(fileURLWithPath: imagePath))
+        return Array(d[offset..<(offset + count)])
+    }
+}
+
+private let T = (in: UInt32(0), out: UInt32(1), flush: UInt32(4), getID: UInt32(8), discard: UInt32(11), writeZeroes: UInt32(13))
+private let S = (ok: UInt8(0), ioerr: UInt8(1), unsupp: UInt8(2))
+
+@Suite(.serialized) struct VirtioBlockTests {
+    @Test func configSpaceAndFeatures() throws {
+        let h = try BlockHarness()
+        #expect(h.driver.read32(0x08) == 2)
+        let f = h.driver.deviceFeatures
+        #expect(f & VirtioBlock.Feature.flush != 0 && f & VirtioBlock.Feature.discard != 0)
+        #expect(f & VirtioBlock.Feature.readOnly == 0)
+        let capacity = h.driver.readConfig(0, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+        #expect(UInt64(littleEndian: capacity) == 2048)
+        #expect(h.driver.readConfig(12, count: 4) == [254, 0, 0, 0]) // seg_max
+        #expect(h.driver.readConfig(20, count: 4) == [0, 2, 0, 0])   // blk_size 512
+    }
+
+    @Test func readsAndWritesThroughTheEventLoop() throws {
+        let h = try BlockHarness()
+        let read = try h.run(type: T.in, sector: 3, inLength: 1024)
+        #expect(read.status == S.ok)
+        #expect(read.used == 1025)
+        #expect(read.data == [UInt8](repeating: 4, count: 512) + [UInt8](repeating: 5, count: 512))
+        #expect(h.irq.count >= 1)
+
+        let pattern = (0..<1536).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        let write = try h.run(type: T.out, sector: 10, out: pattern)
+        #expect(write.status == S.ok)
+        #expect(write.used == 1)
+        #expect(try h.run(type: T.flush, sector: 0).status == S.ok)
+        #expect(try h.fileBytes(at: 10 * 512, count: 1536) == pattern)
+        #expect(try h.run(type: T.in, sector: 10, inLength: 1536).data == pattern)
+    }
+
+    @Test func getIDReturnsTheSerial() throws {
+        let h = try BlockHarness(serial: "disk-0042")
+        let r = try h.run(type: T.getID, sector: 0, inLength: 20)
+        #expect(r.status == S.ok)
+        #expect(r.data == Array("disk-0042".utf8) + [UInt8](repeating: 0, count: 11))
+    }
+
+    @Test func discardAndWriteZeroes() throws {
+        let h = try BlockHarness()
+        func segment(_ sector: UInt64, _ count: UInt32, _ flags: UInt32) -> [UInt8] {
+            var b = [UInt8](); b.reserveCapacity(16)
+            withUnsafeBytes(of: sector.littleEndian) { b += $0 }
+            withUnsafeBytes(of: count.littleEndian) { b += $0 }
+            withUnsafeBytes(of: flags.littleEndian) { b += $0 }
+            return b
+        }
+        #expect(try h.run(type: T.discard, sector: 0, out: segment(8, 8, 0)).status == S.ok)
+        #expect(try h.run(type: T.in, sector: 8, inLength: 4096).data == [UInt8](repeating: 0, count: 4096))
+        #expect(try h.run(type: T.writeZeroes, sector: 0, out: segment(20, 2, 1) + segment(30, 1, 0)).status == S.ok)
+        #expect(try h.fileBytes(at: 20 * 512, count: 1024) == [UInt8](repeating: 0, count: 1024))
+        #expect(try h.fileBytes(at: 30 * 512, count: 512) == [UInt8](repeating: 0, count: 512))
+        #expect(try h.fileBytes(at: 31 * 512, count: 1) == [32]) // untouched neighbour
+        #expect(try h.run(type: T.discard, sector: 0, out: segment(8, 8, 1)).status == S.unsupp) // unmap on discard
+        #expect(try h.run(type: T.writeZeroes, sector: 0, out: segment(2047, 2, 0)).status == S.ioerr) // past the end
+        #expect(try h.run(type: T.discard, sector: 0, out: [1, 2, 3]).status == S.ioerr) // not whole segments
+    }
+
+    @Test func outOfRangeSectorsAreIOErrors() throws {
+        let h = try BlockHarness()
+        #expect(try h.run(type: T.in, sector: 2048, inLength: 512).status == S.ioerr)
+        #expect(try h.run(type: T.in, sector: 2047, inLength: 1024).status == S.ioerr)  // straddles the end
+        #expect(try h.run(type: T.out, sector: UInt64.max / 256, out: [UInt8](repeating: 1, count: 512)).status == S.ioerr) // overflows
+        #expect(try h.run(type: T.in, sector: 0, inLength: 100).status == S.ioerr)      // not whole sectors
+        #expect(try h.run(type: T.in, sector: 2047, inLength: 512).status == S.ok)
+    }
+
+    @Test func readOnlyDisksRefuseWrites() throws {
+        let h = try BlockHarness(readOnly: true)
+        #expect(h.driver.deviceFeatures & VirtioBlock.Feature.readOnly != 0)
+        #expect(h.driver.deviceFeatures & VirtioBlock.Feature.discard == 0)
+        #expect(try h.run(type: T.out, sector: 0, out: [UInt8](repeating: 9, count: 512)).status == S.ioerr)
+        #expect(try h.fileBytes(at: 0, count: 1) == [1])
+        #expect(try h.run(type: T.in, sector: 0, inLength: 512).status == S.ok)
+        #expect(try h.run(type: T.flush, sector: 0).status == S.ok)
+    }
+
+    @Test func unknownTypesAreUnsupported() throws {
+        let h = try BlockHarness()
+        #expect(try h.run(type: 99, sector: 0).status == S.unsupp)
+    }
+
+    @Test func manyRequestsInOneNotificationWithEventIdxAndIndirect() throws {
+        let h = try BlockHarness(features: VirtioFeature.version1 | VirtioFeature.ringEventIdx | VirtioFeature.ringIndirectDesc)
+        var statuses: [UInt64] = []
+        for i in 0..<4 { statuses.append(try h.post(type: T.in, sector: UInt64(i), inLength: 512).status) }
+        // One more as an indirect chain.
+        try h.memory.store(T.in, to: GuestAddress(0x90000)); try h.memory.store(UInt64(7), to: GuestAddress(0x90008))
+        let head = try h.guest.makeIndirectChain([(0x90000, 16, false), (0x300000, 512, true), (0x90010, 1, true)], table: 0x91000)
+        try h.guest.publish(head)
+        #expect(h.kickAndWait(for: 5))
+        for s in statuses { #expect(try h.memory.load(UInt8.self, from: GuestAddress(s)) == S.ok) }
+        #expect(try h.memory.load(UInt8.self, from: GuestAddress(0x90010)) == S.ok)
+        #expect(try h.memory.read(from: GuestAddress(0x300000), count: 2) == [8, 8])
+        #expect(h.guest.availEvent == h.guest.availIdx) // asked to be notified at the next request
+    }
+
+    @Test func badBuffersGetIOErrors() throws {
+        let h = try BlockHarness()
+        // Data buffer outside guest RAM, status byte fine.
+        try h.memory.store(T.in, to: GuestAddress(0x90000)); try h.memory.store(UInt64(0), to: GuestAddress(0x90008))
+        try h.guest.post([(0x90000, 16, false), (0x4000_0000, 512, true), (0x90010, 1, true)])
+        #expect(h.kickAndWait())
+        #expect(try h.memory.load(UInt8.self, from: GuestAddress(0x90010)) == S.ioerr)
+        // Header shorter than 16 bytes.
+        try h.guest.post([(0x90000, 8, false), (0x90020, 1, true)])
+        #expect(h.kickAndWait())
+        #expect(try h.memory.load(UInt8.self, from: GuestAddress(0x90020)) == S.ioerr)
+        // Data direction wrong (IN with a device-readable data buffer): there is no data to read into.
+        try h.guest.post([(0x90000, 16, false), (0x100000, 512, false), (0x90030, 1, true)])
+        #expect(h.kickAndWait())
+        #expect(try h.memory.load(UInt8.self, from: GuestAddress(0x90030)) == S.ok)
+        #expect(try h.guest.usedElement(h.guest.usedIdx &- 1).length == 1) // nothing written but the status
+        #expect(h.driver.status & VirtioStatus.deviceNeedsReset == 0)
+    }
+
+    @Test func unanswerableChainsMarkTheDeviceForReset() throws {
+        let h = try BlockHarness()
+        // No writable status byte at all.
+        try h.guest.post([(0x90000, 16, false)])
+        h.driver.write32(0x50, 0)
+        #expect(waitUntil { h.driver.status & VirtioStatus.deviceNeedsReset != 0 })
+        #expect(h.driver.read32(0x60) & 2 != 0) // configuration change interrupt
+        #expect(h.guest.usedIdx == 0)
+        // Reset brings it back.
+        #expect(h.driver.negotiate(VirtioFeature.version1))
+        let guest = try FakeGuestQueue(memory: h.memory, size: 16, base: 0x40000)
+        h.driver.setUpQueue(0, guest)
+        h.driver.driverOK()
+        #expect(h.driver.status & VirtioStatus.deviceNeedsReset == 0)
+    }
+
+    @Test func loopingChainMarksTheDeviceForReset() throws {
+        let h = try BlockHarness()
+        try h.guest.writeDescriptor(0, address: 0x90000, length: 16, flags: DescriptorChain.flagNext, next: 1)
+        try h.guest.writeDescriptor(1, address: 0x90010, length: 1, flags: DescriptorChain.flagNext | DescriptorChain.flagWrite, next: 0)
+        try h.guest.publish(0)
+        h.driver.write32(0x50, 0)
+        #expect(waitUntil { h.driver.status & VirtioStatus.deviceNeedsReset != 0 })
+        #expect(h.transport.lastError?.contains("longer than 16") == true)
+        // Further notifications are ignored until reset.
+        try h.post(type: T.in, sector: 0, inLength: 512)
+        h.driver.write32(0x50, 0)
+        usleep(20_000)
+        #expect(h.guest.usedIdx == 0)
+    }
+
+    @Test func availIndexJumpMarksTheDeviceForReset() throws {
+        let h = try BlockHarness()
+        try h.guest.setAvailIdx(40)
+        h.driver.write32(0x50, 0)
+        #expect(waitUntil { h.driver.status & VirtioStatus.deviceNeedsReset != 0 })
+    }
+}
+
+@Suite struct BlockDeviceConfigTests {
+    @Test func parsesTheCLISyntax() throws {
+        #expect(try BlockDeviceConfig(parsing: "path=/var/disk.img") == BlockDeviceConfig(path: "/var/disk.img"))
+        #expect(try BlockDeviceConfig(parsing: "path=a.qcow2,readonly=on,serial=SN1,format=qcow2")
+                == BlockDeviceConfig(path: "a.qcow2", readOnly: true, serial: "SN1", format: .qcow2))
+        #expect(try BlockDeviceConfig(parsing: "format=raw,path=x,readonly=off") == BlockDeviceConfig(path: "x", format: .raw))
+    }
+
+    @Test(arguments: [
+        ("readonly=on", "missing path=FILE"),
+        ("path=", "path is empty"),
+        ("path=x,readonly=maybe", "readonly=maybe: expected on or off"),
+        ("path=x,format=vmdk", "format=vmdk: expected raw or qcow2"),
+        ("path=x,serial=123456789012345678901", "serial '123456789012345678901' is longer than 20 bytes"),
+        ("path=x,cache=none", "unknown key 'cache' (known: path, readonly, serial, format)"),
+        ("path=x,path=y", "'path' given twice"),
+        ("disk.img", "'disk.img' is not key=value (expected path=FILE[,readonly=on][,serial=ID][,format=raw|qcow2])"),
+    ])
+    func rejectsBadOptions(text: String, message: String) {
+        #expect(throws: OptionError(message)) { try BlockDeviceConfig(parsing: text) }
+    }
+
+    @Test func missingImageIsAClearError() {
+        #expect { try VirtioBlock(config: BlockDeviceConfig(path: "/nonexistent/skiff.img")) } throws: { error in
+            "\(error)".contains("/nonexistent/skiff.img")
+        }
+    }
+}
