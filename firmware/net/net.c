@@ -31,6 +31,7 @@ static int have_peer_mac;
 static int checks, failures;
 static uint16_t tx_next;		/* next tx slot */
 static uint16_t tx_inflight;
+static uint8_t tx_busy[256];		/* per tx descriptor: posted, not yet used */
 static uint64_t rx_frames, rx_bytes;
 
 static uint16_t htons(uint16_t v) { return (uint16_t)(v << 8 | v >> 8); }
@@ -97,14 +98,19 @@ static void rx_post(uint16_t i)
 static void tx_reclaim(void)
 {
 	uint32_t id, len;
-	while (vq_poll(&txq, &id, &len))
-		tx_inflight--;
+	while (vq_poll(&txq, &id, &len)) {
+		/* Completions may come back in any order: free exactly that descriptor. */
+		if (id < txq.num && tx_busy[id]) {
+			tx_busy[id] = 0;
+			tx_inflight--;
+		}
+	}
 }
 
 /* Frame buffer for the next tx slot (after the virtio-net header). */
 static uint8_t *tx_frame(void)
 {
-	while (tx_inflight >= txq.num) {
+	while (tx_busy[tx_next]) {
 		tx_reclaim();
 		cpu_relax();
 	}
@@ -124,6 +130,7 @@ static void tx_send(size_t len, int kick)
 	txq.desc[tx_next].flags = 0;
 	txq.desc[tx_next].next = 0;
 	vq_push(&txq, tx_next);
+	tx_busy[tx_next] = 1;
 	tx_inflight++;
 	tx_next = (uint16_t)((tx_next + 1) % txq.num);
 	if (kick)
