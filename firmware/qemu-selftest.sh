@@ -31,6 +31,42 @@ expect hello "$tmp/hello" $? '^Hello from Skiff firmware$'
 timeout 60 "$run" count -append "count.every=1000 count.limit=5" >"$tmp/count" 2>&1
 expect count "$tmp/count" $? '^count: start every=1000 limit=5 counter=0x200000$' '^count 1000$' '^count 5000$' '^count: done$'
 
+# count across a QEMU migration to a file: stop, save, quit; restore, continue.
+# The two outputs joined must be one unbroken sequence (a line may be split).
+python3 - "$run" "$tmp" <<'PY' && ok "count across QEMU migration" || bad "count across QEMU migration"
+import os, socket, subprocess, sys, time
+run, tmp = sys.argv[1], sys.argv[2]
+args = ["-append", "count.every=20000000 count.limit=60"]
+def monitor(path):
+    for _ in range(100):
+        try:
+            s = socket.socket(socket.AF_UNIX); s.connect(path); return s
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("no monitor socket")
+def cmd(s, c, wait=0.3):
+    s.send((c + "\n").encode()); time.sleep(wait)
+mig = os.path.join(tmp, "count.mig")
+out1, out2 = os.path.join(tmp, "count1"), os.path.join(tmp, "count2")
+with open(out1, "wb") as f:
+    p = subprocess.Popen([run, "count", "-monitor", f"unix:{tmp}/mon1,server,nowait"] + args, stdout=f, stderr=subprocess.STDOUT)
+s = monitor(f"{tmp}/mon1"); time.sleep(0.7)
+cmd(s, "stop"); cmd(s, f'migrate "exec:cat > {mig}"', 1.5); cmd(s, "quit")
+p.wait(timeout=20)
+with open(out2, "wb") as f:
+    p = subprocess.Popen([run, "count", "-monitor", f"unix:{tmp}/mon2,server,nowait", "-incoming", f"exec:cat {mig}"] + args, stdout=f, stderr=subprocess.STDOUT)
+s = monitor(f"{tmp}/mon2"); time.sleep(0.5)
+cmd(s, "cont")
+rc = p.wait(timeout=60)
+a, b = open(out1).read(), open(out2).read()
+lines = (a + b).splitlines()
+nums = [int(l.split()[1]) for l in lines if l.startswith("count ") and l.split()[1].isdigit()]
+want = [20000000 * i for i in range(1, 61)]
+print(f"  source printed {a.count(chr(10))} lines, restored VM {b.count(chr(10))}, exit {rc}")
+if rc != 0 or nums != want or not lines or lines[-1] != "count: done" or "count " not in b:
+    sys.exit(f"sequence broken: {nums[:3]}...{nums[-3:]} ({len(nums)} numbers)")
+PY
+
 # blk: raw disk + qcow2 overlay on a backing file + read-only raw disk.
 qemu-img create -q -f raw "$tmp/raw.img" 16M
 qemu-img create -q -f qcow2 "$tmp/base.qcow2" 16M
