@@ -1,0 +1,101 @@
+import CKVM
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A TAP network interface opened with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`: every
+/// frame read or written starts with a 12-byte virtio-net header, so a virtio-net
+/// device can pass offload information through without translating it.
+///
+/// An existing TAP with this name is reused; otherwise the kernel creates one (which
+/// needs CAP_NET_ADMIN and disappears when the file descriptor is closed).
+/// The descriptor is non-blocking, for the device event loop.
+public final class Tap: @unchecked Sendable {
+    /// struct virtio_net_hdr_v1 (virtio 1.x, with num_buffers).
+    public static let vnetHeaderSize = 12
+    /// TUNSETOFFLOAD bits: which offloaded frames the kernel may hand us.
+    public enum Offload {
+        public static let checksum = UInt32(TUN_F_CSUM)
+        public static let tso4 = UInt32(TUN_F_TSO4)
+        public static let tso6 = UInt32(TUN_F_TSO6)
+        public static let tsoECN = UInt32(TUN_F_TSO_ECN)
+        public static let ufo = UInt32(TUN_F_UFO)
+    }
+
+    /// The interface name the kernel gave the TAP.
+    public let name: String
+    public let fileDescriptor: Int32
+
+    public init(name: String) throws {
+        let bytes = Array(name.utf8)
+        guard (1...15).contains(bytes.count), !bytes.contains(where: { $0 == 0x2f || $0 == 0x3a || $0 <= 0x20 || $0 >= 0x7f }),
+              name != ".", name != ".." else { throw TapError.invalidName(name) }
+        let fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            let e = errno
+            if e == ENOENT || e == ENODEV || e == ENXIO { throw TapError.noTunDevice }
+            if e == EACCES || e == EPERM { throw TapError.notPermitted(name) }
+            throw TapError.system(operation: "open /dev/net/tun", name: name, errno: e)
+        }
+        var request = ifreq()
+        withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        request.ifr_ifru.ifru_flags = Int16(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)
+        if ckvm_ioctl_pointer(fd, CKVM_TUNSETIFF, &request) != 0 {
+            let e = errno
+            close(fd)
+            switch e {
+            case EPERM, EACCES: throw TapError.notPermitted(name)
+            case EBUSY: throw TapError.busy(name)
+            case EINVAL: throw TapError.notATap(name)
+            default: throw TapError.system(operation: "TUNSETIFF", name: name, errno: e)
+            }
+        }
+        var headerSize = Int32(Self.vnetHeaderSize)
+        guard ckvm_ioctl_pointer(fd, CKVM_TUNSETVNETHDRSZ, &headerSize) == 0 else {
+            let e = errno
+            close(fd)
+            throw TapError.system(operation: "TUNSETVNETHDRSZ", name: name, errno: e)
+        }
+        self.name = withUnsafeBytes(of: request.ifr_ifrn.ifrn_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        fileDescriptor = fd
+    }
+
+    deinit { close(fileDescriptor) }
+
+    /// Tells the kernel which offloads the guest accepts (`Offload` bits); 0 means
+    /// every frame arrives fully checksummed and segmented.
+    public func setOffloads(_ flags: UInt32) throws {
+        guard ckvm_ioctl_value(fileDescriptor, CKVM_TUNSETOFFLOAD, UInt(flags)) == 0 else {
+            throw TapError.system(operation: "TUNSETOFFLOAD(0x\(String(flags, radix: 16)))", name: name, errno: errno)
+        }
+    }
+
+    /// Reads one frame (virtio-net header first). Returns nil when none is waiting.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int? {
+        while true {
+            let n = Glibc.read(fileDescriptor, buffer.baseAddress, buffer.count)
+            if n >= 0 { return n }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN: return nil
+            default: throw TapError.system(operation: "read", name: name, errno: errno)
+            }
+        }
+    }
+
+    /// Writes one frame gathered from `buffers` (virtio-net header first) with writev.
+    @discardableResult
+    public func write(_ buffers: [UnsafeRawBufferPointer]) throws -> Int {
+        var iovecs = buffers.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+        while true {
+            let n = writev(fileDescriptor, &iovecs, Int32(iovecs.count))
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            throw TapError.system(operation: "writev", name: name, errno: errno)
+        }
+    }
+}
