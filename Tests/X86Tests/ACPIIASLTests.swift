@@ -151,10 +151,29 @@ struct ACPIIASLTests {
     }
 }
 
-/// Runs ACPICA's `iasl` in a scratch directory.
+/// Runs ACPICA's `iasl` (and `acpiexec`, from the same package) in a scratch directory.
 enum IASL {
-    static let path: String? = ["/usr/bin/iasl", "/usr/local/bin/iasl", "/bin/iasl"]
-        .first { FileManager.default.isExecutableFile(atPath: $0) }
+    static let path = find("iasl")
+    static let acpiexecPath = find("acpiexec")
+
+    static func find(_ tool: String) -> String? {
+        ["/usr/bin/", "/usr/local/bin/", "/bin/"].map { $0 + tool }
+            .first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// Loads `tables` into ACPICA's AML interpreter (`acpiexec`) and runs the
+    /// semicolon-separated debugger `commands`; returns the exit status and output.
+    static func acpiexec(tables: [[UInt8]], commands: String) throws -> (status: Int32, log: String) {
+        try withScratchDirectory { dir in
+            var files: [String] = []
+            for (i, table) in tables.enumerated() {
+                let file = dir.appendingPathComponent("table\(i).dat")
+                try Data(table).write(to: file)
+                files.append(file.path)
+            }
+            return try run(["-b", commands] + files, in: dir, tool: acpiexecPath)
+        }
+    }
 
     struct Disassembly { var status: Int32; var log: String; var source: String }
 
@@ -195,9 +214,9 @@ enum IASL {
         return "lengths \(a.count)/\(b.count), first difference at \(i): [\(context(a))] vs [\(context(b))]"
     }
 
-    private static func run(_ arguments: [String], in dir: URL) throws -> (Int32, String) {
+    private static func run(_ arguments: [String], in dir: URL, tool: String? = path) throws -> (Int32, String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: path ?? "iasl")
+        process.executableURL = URL(fileURLWithPath: tool ?? "/nonexistent")
         process.arguments = arguments
         process.currentDirectoryURL = dir
         let output = Pipe()
