@@ -69,3 +69,35 @@ func engineRoundTrip(path: String, format: DiskFormat, synchronous: Bool, direct
         try engineRoundTrip(path: dir.file("d"), format: .raw, synchronous: false, direct: true)
     }
 }
+
+@Suite struct AsyncQcow2EngineTests {
+    @Test(arguments: [false, true]) func qcow2RoundTrip(synchronous: Bool) throws {
+        let dir = TempDir()
+        var o = Qcow2Image.CreateOptions()
+        o.clusterSize = 4096 // requests span clusters: allocated, zero and unallocated runs mix
+        try Qcow2Image.create(path: dir.file("d"), virtualSize: 8 << 20, options: o)
+        try engineRoundTrip(path: dir.file("d"), format: .qcow2, synchronous: synchronous, direct: false)
+        let check = try qemuImg("check", dir.file("d"))
+        #expect(check.status == 0, "\(check.stdout)")
+    }
+
+    @Test func qcow2DirectRoundTrip() throws {
+        let dir = TempDir()
+        try Qcow2Image.create(path: dir.file("d"), virtualSize: 8 << 20)
+        try engineRoundTrip(path: dir.file("d"), format: .qcow2, synchronous: false, direct: true)
+    }
+
+    /// After the first (allocating, synchronous) write, the same range maps to host
+    /// extents and goes through libaio.
+    @Test func allocatedClustersMapToHost() throws {
+        let dir = TempDir()
+        try Qcow2Image.create(path: dir.file("d"), virtualSize: 1 << 20)
+        let img = try Qcow2Image(path: dir.file("d"))
+        #expect(try img.dataExtents(at: 0, length: 131072, forWrite: true).map(\.location) == [.synchronous])
+        #expect(try img.dataExtents(at: 0, length: 131072, forWrite: false).map(\.location) == [.zero])
+        try img.write(pattern(131072, seed: 1), at: 0)
+        let ext = try img.dataExtents(at: 100, length: 131072 - 100, forWrite: true)
+        #expect(ext.count == 2 || ext.count == 1)
+        #expect(ext.allSatisfy { if case .host = $0.location { return true } else { return false } }, "\(ext)")
+    }
+}

@@ -146,9 +146,9 @@ public final class Qcow2Image: DiskImage {
             l1[l1i] = entry | Qcow2Entry.copied
             dirtyL1.insert(l1i)
         }
+        if let owner = l2Owner[off], owner != l1i { throw corrupt("L1 entries \(owner) and \(l1i) share L2 table \(off)") }
         if let t = l2Cache.lookup(off) { return t }
         guard off / cs < refcounts.endCluster else { throw corrupt("L1 entry \(l1i) points past the end of the file (\(off))") }
-        if let owner = l2Owner[off], owner != l1i { throw corrupt("L1 entries \(owner) and \(l1i) share L2 table \(off)") }
         if metadata.contains(off / cs) && l2Owner[off] == nil {
             throw corrupt("L1 entry \(l1i) points at other metadata (offset \(off))")
         }
