@@ -140,6 +140,13 @@ import Testing
         #expect(throws: Never.self) { try ACPITables.build(ACPIConfiguration(cpuCount: 1, virtioDevices: [edge])) }
     }
 
+    @Test func virtioIRQsOutsideTheIOAPICAreRejected() {
+        let bad = VirtioMMIODeviceResource(base: 0xD000_0000, size: 0x1000, irq: 24)
+        #expect(throws: ACPIError.invalidDeviceIRQ(24)) {
+            try ACPITables.build(ACPIConfiguration(cpuCount: 1, virtioDevices: [bad]))
+        }
+    }
+
     @Test func writeFailsCleanlyWithoutRAMAtTheBIOSArea() throws {
         let memory = try GuestMemory(ranges: [(GuestAddress(0), 0x80000)])
         #expect(throws: GuestMemoryError.self) { try ACPITables.write(ACPIConfiguration(cpuCount: 1), to: memory) }

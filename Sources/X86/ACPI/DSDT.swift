@@ -67,6 +67,8 @@ public enum DSDT {
         guard device.size > 0, device.size <= UInt64(UInt32.max),
               device.base <= UInt64(UInt32.max) - device.size + 1
         else { throw ACPIError.invalidDeviceWindow(base: device.base, size: device.size) }
+        // The MADT describes one IOAPIC with GSIs 0...23; another GSI would never fire.
+        guard device.irq <= Layout.lastIRQ else { throw ACPIError.invalidDeviceIRQ(device.irq) }
         let resources = try AML.resourceTemplate([
             AML.memory32Fixed(base: UInt32(device.base), length: UInt32(device.size)),
             AML.interrupt([device.irq], trigger: .edge, polarity: .activeHigh),
