@@ -29,11 +29,16 @@ public enum ByteSize {
         return value
     }
 
-    /// `536870912` → `512 MiB`.
+    /// `536870912` → `512 MiB`; inexact sizes get one decimal (`23.5 GiB`).
     public static func format(_ bytes: UInt64) -> String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB"]
         var value = bytes, unit = 0
         while unit < units.count - 1, value >= 1024, value % 1024 == 0 { value /= 1024; unit += 1 }
+        if value >= 1024 * 1024 && unit < units.count - 2 {
+            var scaled = Double(value), u = unit
+            while scaled >= 1024 && u < units.count - 1 { scaled /= 1024; u += 1 }
+            return String(format: "%.1f ", scaled) + units[u]
+        }
         return "\(value) \(units[unit])"
     }
 }
