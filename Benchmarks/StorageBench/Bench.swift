@@ -1,0 +1,3 @@
+enum Bench {
+    static func main(_ args: [String]) throws {}
+}
