@@ -23,7 +23,8 @@ private final class BlockHarness {
     private var slot: UInt64 = 0
 
     init(size: Int = 1 << 20, readOnly: Bool = false, serial: String? = "skiff-disk-1",
-         features: UInt64 = VirtioFeature.version1, imageFile: ((String) throws -> Void)? = nil) throws {
+         features: UInt64 = VirtioFeature.version1, synchronousIO: Bool = false,
+         imageFile: ((String) throws -> Void)? = nil) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("skiff-blk-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         imagePath = directory.appendingPathComponent("disk.raw").path
@@ -36,7 +37,12 @@ private final class BlockHarness {
         }
         memory = try makeGuestMemory()
         loop = try RunningLoop()
-        device = try VirtioBlock(config: BlockDeviceConfig(path: imagePath, readOnly: readOnly, serial: serial))
+        if synchronousIO {
+            let image = try DiskImageOpener.open(path: imagePath, format: .raw, readOnly: readOnly)
+            device = try VirtioBlock(image: image, serial: serial, synchronousIO: true)
+        } else {
+            device = try VirtioBlock(config: BlockDeviceConfig(path: imagePath, readOnly: readOnly, serial: serial))
+        }
         transport = try VirtioMMIOTransport(device: device, memory: memory, interrupt: irq, eventLoop: loop.loop)
         driver = FakeDriver(transport: transport)
         guest = try FakeGuestQueue(memory: memory, size: 16, base: Self.ringBase)
@@ -109,8 +115,9 @@ private let S = (ok: UInt8(0), ioerr: UInt8(1), unsupp: UInt8(2))
         #expect(h.driver.readConfig(20, count: 4) == [0, 2, 0, 0])   // blk_size 512
     }
 
-    @Test func readsAndWritesThroughTheEventLoop() throws {
-        let h = try BlockHarness()
+    @Test(arguments: [(false, VirtioFeature.version1), (true, VirtioFeature.version1 | VirtioBlock.Feature.flush)])
+    func readsAndWritesThroughTheEventLoop(synchronousIO: Bool, features: UInt64) throws {
+        let h = try BlockHarness(features: features, synchronousIO: synchronousIO)
         let read = try h.run(type: T.in, sector: 3, inLength: 1024)
         #expect(read.status == S.ok)
         #expect(read.used == 1025)

@@ -56,6 +56,10 @@ private let version1 = VirtioFeature.version1
         #expect(Set(transport.queueNotifiers.map(\.eventFD)).count == 2)
     }
 
+    @Test func describesItselfOnTheKernelCommandLine() {
+        #expect(VirtioMMIOTransport.kernelCommandLineArgument(base: 0xd000_0000, irq: 5) == "virtio_mmio.device=4K@0xd0000000:5")
+    }
+
     @Test func offersDeviceAndRingFeatures() {
         let f = driver.deviceFeatures
         #expect(f == (1 << 3) | version1 | VirtioFeature.ringIndirectDesc | VirtioFeature.ringEventIdx)

@@ -190,6 +190,16 @@ struct VirtioNetTests {
         #expect(isARPReply(bytes))
     }
 
+    @Test func dropsAFrameTheWholeRingCannotHold() throws {
+        let h = try NetHarness(features: VirtioFeature.version1 | VirtioNet.Feature.mergeableRxBuffers)
+        try h.postReceiveBuffers(16, size: 2) // 32 bytes in all: less than one ARP reply
+        try h.sendARPRequest(from: [10, 77, 0, 2])
+        #expect(waitUntil { h.onLoop { h.device.rxDropped } == 1 })
+        #expect(h.rx.usedIdx == 0)
+        #expect(h.onLoop { !h.device.isReceivePaused })
+        #expect(h.driver.status & VirtioStatus.deviceNeedsReset == 0)
+    }
+
     @Test func survivesHostileChains() throws {
         let h = try NetHarness(features: VirtioFeature.version1)
         // TX: a frame outside guest RAM, one shorter than the header: dropped, buffers returned.

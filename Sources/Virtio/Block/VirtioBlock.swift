@@ -162,7 +162,10 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
         if isRead {
             submit(request, .read(offset: offset, buffers: buffers), written: UInt32(length))
         } else {
-            submit(request, .write(offset: offset, buffers: buffers.map { UnsafeRawBufferPointer($0) }))
+            var operations: [DiskIORequest] = [.write(offset: offset, buffers: buffers.map { UnsafeRawBufferPointer($0) })]
+            // A driver that did not accept FLUSH expects write-through (§5.2.6.3).
+            if context?.hasFeature(Feature.flush) == false { operations.append(.flush) }
+            submitAll(request, operations)
         }
     }
 

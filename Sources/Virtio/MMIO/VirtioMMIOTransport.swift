@@ -73,6 +73,12 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
         }
     }
 
+    /// The kernel command-line word that describes a device at `base` with `irq`
+    /// to Linux guests without ACPI, e.g. `virtio_mmio.device=4K@0xd0000000:5`.
+    public static func kernelCommandLineArgument(base: UInt64, irq: UInt32) -> String {
+        "virtio_mmio.device=\(windowSize / 1024)K@0x\(String(base, radix: 16)):\(irq)"
+    }
+
     /// Offered features: the device's plus the transport's.
     public var offeredFeatures: UInt64 { device.deviceFeatures | Self.transportFeatures }
 

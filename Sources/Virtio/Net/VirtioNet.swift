@@ -157,14 +157,19 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
         var chains: [DescriptorChain] = []
         var room: UInt64 = 0
         while room < UInt64(length) {
+            // Even the whole ring cannot hold this frame (tiny mergeable buffers): drop it
+            // rather than wait for buffers that can never come.
+            if chains.count >= Int(queue.size) {
+                queue.undoPop(UInt16(chains.count))
+                return .dropped
+            }
             guard let chain = try queue.popAvailable() else {
                 queue.undoPop(UInt16(chains.count))
                 return .noBuffers
             }
-            if let fault = chain.fault {
-                // Already taken from the ring and not answerable in order: only a reset helps.
-                throw fault
-            }
+            // Already taken from the ring and not answerable in order: only a reset helps.
+            if let fault = chain.fault { throw fault }
+            guard chain.readable.isEmpty, !chain.writable.isEmpty else { throw VirtqueueError.readableAfterWritable }
             chains.append(chain)
             room += chain.writable.totalLength
             if !mergeable { break }
