@@ -249,6 +249,31 @@ private let S = (ok: UInt8(0), ioerr: UInt8(1), unsupp: UInt8(2))
         #expect(h.guest.usedIdx == 0)
     }
 
+    @Test func stateSurvivesASnapshotIntoANewTransport() throws {
+        let h = try BlockHarness(features: VirtioFeature.version1 | VirtioFeature.ringEventIdx)
+        #expect(try h.run(type: T.in, sector: 1, inLength: 512).status == S.ok)
+        let saved = try JSONDecoder().decode(VirtioTransportState.self, from: JSONEncoder().encode(h.transport.saveState()))
+        #expect(saved.queues[0].nextUsed == 1)
+
+        // A second transport over the same memory continues where the first stopped.
+        // (Same device object: the image is locked against a second writer.)
+        h.driver.write32(0x70, 0) // the old one lets go of the device and the rings
+        let transport = try VirtioMMIOTransport(device: h.device, memory: h.memory, interrupt: h.irq, eventLoop: h.loop.loop)
+        try transport.restoreState(saved)
+        #expect(FakeDriver(transport: transport).status & VirtioStatus.driverOK != 0)
+        let r = try h.post(type: T.in, sector: 2, inLength: 512)
+        FakeDriver(transport: transport).write32(0x50, 0)
+        #expect(waitUntil { h.guest.usedIdx == 2 })
+        #expect(try h.memory.load(UInt8.self, from: GuestAddress(r.status)) == S.ok)
+
+        var bad = saved
+        bad.queues[0].descriptorTable = 1 << 40
+        #expect(throws: VirtqueueError.self) { try transport.restoreState(bad) }
+        bad = saved
+        bad.driverFeatures |= 1 << 50
+        #expect(throws: VirtioStateError.self) { try transport.restoreState(bad) }
+    }
+
     @Test func availIndexJumpMarksTheDeviceForReset() throws {
         let h = try BlockHarness()
         try h.guest.setAvailIdx(40)

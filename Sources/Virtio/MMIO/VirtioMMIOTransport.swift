@@ -259,6 +259,46 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
         lastError = nil
     }
 
+    // MARK: - Snapshot
+
+    /// The registers and queue state. Take it with the vCPUs paused and the block
+    /// device's requests completed (requests in flight are not part of the state).
+    public func saveState() -> VirtioTransportState {
+        lock.lock(); defer { lock.unlock() }
+        return VirtioTransportState(deviceType: device.deviceType, status: status,
+                                    deviceFeaturesSel: deviceFeaturesSel, driverFeaturesSel: driverFeaturesSel,
+                                    driverFeatures: driverFeatures, queueSel: queueSel,
+                                    interruptStatus: interruptStatus, configGeneration: configGeneration,
+                                    queues: queues.map(\.state))
+    }
+
+    /// Rebuilds the transport from saved state (validating every queue against guest
+    /// memory) and re-activates the device if the driver had set DRIVER_OK.
+    public func restoreState(_ saved: VirtioTransportState) throws {
+        lock.lock(); defer { lock.unlock() }
+        guard saved.deviceType == device.deviceType else {
+            throw VirtioStateError(message: "device type \(saved.deviceType), expected \(device.deviceType)")
+        }
+        guard saved.queues.count == queues.count else {
+            throw VirtioStateError(message: "\(saved.queues.count) queues, expected \(queues.count)")
+        }
+        guard saved.driverFeatures & ~offeredFeatures == 0 else {
+            throw VirtioStateError(message: "driver features 0x\(String(saved.driverFeatures, radix: 16)) were never offered")
+        }
+        let check = queues.map { SplitQueue(maxSize: $0.state.maxSize, memory: memory) }
+        for (queue, state) in zip(check, saved.queues) { try queue.restore(state) }
+        reset()
+        for (queue, state) in zip(queues, saved.queues) { try queue.restore(state) }
+        status = saved.status
+        deviceFeaturesSel = saved.deviceFeaturesSel
+        driverFeaturesSel = saved.driverFeaturesSel
+        driverFeatures = saved.driverFeatures
+        queueSel = saved.queueSel
+        interruptStatus = saved.interruptStatus
+        configGeneration = saved.configGeneration
+        if status & VirtioStatus.driverOK != 0, !needsReset { activate() }
+    }
+
     // MARK: - Notifications and interrupts
 
     /// Wakes the event loop for queue `index`, as KVM's ioeventfd would.

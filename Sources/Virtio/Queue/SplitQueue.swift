@@ -18,10 +18,21 @@ public final class SplitQueue: @unchecked Sendable {
 
     /// Rebuilds a queue from saved state, validating it against `memory` again:
     /// a snapshot file is as untrusted as the guest.
-    public init(state: QueueState, memory: GuestMemory) throws {
-        self.state = state
-        self.memory = memory
-        if state.ready { try validate() }
+    public convenience init(state: QueueState, memory: GuestMemory) throws {
+        self.init(maxSize: state.maxSize, memory: memory)
+        try restore(state)
+    }
+
+    /// Replaces the queue's state with saved state, if it is valid for this queue.
+    public func restore(_ saved: QueueState) throws {
+        guard saved.maxSize == state.maxSize else {
+            throw VirtqueueError.invalidSize(saved.maxSize, max: state.maxSize)
+        }
+        let previous = state
+        state = saved
+        if saved.ready {
+            do { try validate() } catch { state = previous; throw error }
+        }
     }
 
     // MARK: - Driver configuration (transport registers)
