@@ -67,6 +67,8 @@ func applyAndVerify(_ imagePath: String, reference refPath: String, ops: [DiskOp
         try image.close()
         try ref.close()
     }
+    let own = try Qcow2Image(path: imagePath, readOnly: true).check()
+    #expect(own.exitCode == 0, "skiff check: \(own.formatted)", sourceLocation: sourceLocation)
     let check = try qemuImg("check", imagePath)
     #expect(check.status == 0, "qemu-img check: \(check.stdout) \(check.stderr)", sourceLocation: sourceLocation)
     #expect(check.stdout.contains("No errors were found"), "\(check.stdout)", sourceLocation: sourceLocation)
