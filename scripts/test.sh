@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test: installs what is missing, builds the firmware test guests
+# and the guest Linux (cached outside the repo), then `swift test`, including
+# the KVM integration tests and the Linux acceptance boots.
+#
+#   scripts/test.sh [swift test arguments, e.g. --filter StorageTests]
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+"$repo/scripts/install-deps.sh"
+"$repo/scripts/build-firmware.sh" >/dev/null
+eval "$("$repo/scripts/guest-linux.sh")"
+export SKIFF_GUEST_KERNEL SKIFF_GUEST_INITRD SKIFF_GUEST_CMDLINE
+# Acceptance tests fail (instead of skipping) when their artefacts are missing.
+export SKIFF_REQUIRE_ACCEPTANCE=1
+
+if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+    echo "test.sh: /dev/kvm is not usable here: the KVM tests will say they are skipped." >&2
+fi
+swift build --build-tests
+swift test --skip-build "$@"
