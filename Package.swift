@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "VMState", dependencies: ["KVM"]),
         .target(name: "VMM", dependencies: ["KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState"]),
         .executableTarget(name: "skiff", dependencies: [
-            "VMM", "Storage",
+            "VMM", "Storage", "Virtio",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -31,9 +31,7 @@ public enum VCPUExit {
                        size: size, count: count, data: data)
         case KVM_EXIT_MMIO:
             let length = Int(min(run.pointee.mmio.len, 8))
-            let data = withUnsafeMutablePointer(to: &run.pointee.mmio.data) {
-                UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer($0), count: length)
-            }
+            let data = UnsafeMutableRawBufferPointer(start: ckvm_run_mmio_data(run), count: length)
             self = .mmio(address: run.pointee.mmio.phys_addr, isWrite: run.pointee.mmio.is_write != 0, data: data)
         case KVM_EXIT_HLT:
             self = .halt

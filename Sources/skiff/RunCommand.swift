@@ -1,4 +1,5 @@
 import ArgumentParser
+import Virtio
 import VMM
 
 /// `skiff run`: boot a guest and wire its serial console to this terminal.
@@ -27,9 +28,21 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Guest RAM, e.g. 256M or 2G.", valueName: "size"))
     var memory: String = "256M"
 
+    @Option(name: .customLong("disk"),
+            help: ArgumentHelp("A virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,format=raw|qcow2]. Repeat for more.",
+                               valueName: "spec"))
+    var disks: [String] = []
+
+    @Option(name: .customLong("net"),
+            help: ArgumentHelp("A virtio-net interface on a TAP device: tap=NAME[,mac=MAC]. Repeat for more.",
+                               valueName: "spec"))
+    var networks: [String] = []
+
     func run() throws {
         let config = MachineConfig(kernelPath: kernel, initrdPath: initrd, commandLine: cmdline,
-                                   cpuCount: cpus, memorySize: try ByteSize.parse(memory))
+                                   cpuCount: cpus, memorySize: try ByteSize.parse(memory),
+                                   disks: try disks.map { try BlockDeviceConfig(parsing: $0) },
+                                   networks: try networks.map { try NetDeviceConfig(parsing: $0) })
         let machine = try Machine(config: config)
         let exit = machine.run()
         if case .crashed = exit {

@@ -114,6 +114,9 @@ static inline uint32_t *ckvm_msr_list_indices(struct kvm_msr_list *l) { return l
 
 static inline struct kvm_run *ckvm_run(void *p) { return (struct kvm_run *)p; }
 static inline uint8_t *ckvm_run_io_data(struct kvm_run *run) { return (uint8_t *)run + run->io.data_offset; }
+/// The MMIO exit's data bytes, in place: Swift sees the exit union only
+/// through computed properties, so a pointer taken there would be to a copy.
+static inline uint8_t *ckvm_run_mmio_data(struct kvm_run *run) { return run->mmio.data; }
 
 // MARK: - GNU calls
 

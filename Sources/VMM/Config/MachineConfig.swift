@@ -1,4 +1,6 @@
 import Foundation
+import Virtio
+import X86
 
 /// Everything `skiff run` needs to build a VM, validated before any KVM call.
 public struct MachineConfig: Sendable {
@@ -7,13 +9,20 @@ public struct MachineConfig: Sendable {
     public var commandLine: String
     public var cpuCount: Int
     public var memorySize: UInt64
+    /// virtio-blk disks, in the order the guest sees them (vda, vdb, …).
+    public var disks: [BlockDeviceConfig]
+    /// virtio-net interfaces over TAP devices (eth0, eth1, …).
+    public var networks: [NetDeviceConfig]
 
     public static let defaultCommandLine = "console=ttyS0 reboot=k panic=1"
     public static let minimumMemory: UInt64 = 8 << 20
     public static let maximumCPUs = 64
 
     public init(kernelPath: String, initrdPath: String? = nil, commandLine: String = MachineConfig.defaultCommandLine,
-                cpuCount: Int = 1, memorySize: UInt64 = 256 << 20) {
+                cpuCount: Int = 1, memorySize: UInt64 = 256 << 20,
+                disks: [BlockDeviceConfig] = [], networks: [NetDeviceConfig] = []) {
+        self.disks = disks
+        self.networks = networks
         self.kernelPath = kernelPath
         self.initrdPath = initrdPath
         self.commandLine = commandLine
@@ -36,6 +45,16 @@ public struct MachineConfig: Sendable {
         }
         try MachineConfig.checkReadableFile(kernelPath, what: "kernel")
         if let initrdPath { try MachineConfig.checkReadableFile(initrdPath, what: "initrd") }
+        let deviceCount = disks.count + networks.count
+        let irqs = Int(Layout.lastIRQ - Layout.firstVirtioIRQ) + 1
+        guard deviceCount <= min(Layout.virtioMMIOMaxDevices, irqs) else {
+            throw ConfigError("too many devices: \(deviceCount) (--disk and --net together), the limit is \(min(Layout.virtioMMIOMaxDevices, irqs))")
+        }
+        for disk in disks { try MachineConfig.checkReadableFile(disk.path, what: "disk image") }
+        let taps = networks.map(\.tap)
+        if let duplicate = taps.first(where: { name in taps.filter { $0 == name }.count > 1 }) {
+            throw ConfigError("TAP device '\(duplicate)' is given to more than one --net")
+        }
     }
 
     static func checkReadableFile(_ path: String, what: String) throws {

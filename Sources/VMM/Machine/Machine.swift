@@ -2,6 +2,7 @@ import Devices
 import Foundation
 import GuestMemory
 import KVM
+import Virtio
 import X86
 
 /// A built VM: KVM objects, guest RAM, buses and devices, the event loop and the
@@ -16,6 +17,7 @@ public final class Machine: @unchecked Sendable {
     let mmio = Bus()
     let events: EventLoop
     let serial: Serial8250
+    private(set) var virtio = VirtioDevices()
     private var vcpuThreads: [VCPUThread] = []
     private var keepAlive: [AnyObject] = []
 
@@ -56,10 +58,20 @@ public final class Machine: @unchecked Sendable {
                                         onReset: { [unowned(unsafe) self] in self.stop(.rebooted) }),
                        at: UInt64(Layout.acpiSleepControlPort), length: ACPISleepControl.length)
 
+        for disk in config.disks {
+            try virtio.add(try VirtioBlock(config: disk), machine: vm, memory: memory, mmio: mmio, events: events)
+        }
+        for network in config.networks {
+            try virtio.add(try VirtioNet(config: network), machine: vm, memory: memory, mmio: mmio, events: events)
+        }
+
         // Firmware tables, then the kernel (which needs the RSDP address).
         try MPTable.write(cpuCount: config.cpuCount, to: memory)
-        let rsdp = try ACPITables.write(ACPIConfiguration(cpuCount: config.cpuCount), to: memory)
-        let boot = try KernelBoot.load(config: config, memory: memory, rsdp: rsdp)
+        let rsdp = try ACPITables.write(ACPIConfiguration(cpuCount: config.cpuCount, virtioDevices: virtio.resources),
+                                        to: memory)
+        var bootConfig = config
+        bootConfig.commandLine = ([config.commandLine] + virtio.commandLineArguments).joined(separator: " ")
+        let boot = try KernelBoot.load(config: bootConfig, memory: memory, rsdp: rsdp)
         try boot.writeTables(to: memory)
 
         let supportedCPUID = try kvm.supportedCPUID()
