@@ -24,12 +24,12 @@ private final class BlockHarness {
 
     init(size: Int = 1 << 20, readOnly: Bool = false, serial: String? = "skiff-disk-1",
          features: UInt64 = VirtioFeature.version1, synchronousIO: Bool = false,
-         imageFile: ((String) throws -> Void)? = nil) throws {
+         fileName: String = "disk.raw", imageFile: ((String) throws -> Void)? = nil) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("skiff-blk-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        imagePath = directory.appendingPathComponent("disk.raw").path
+        imagePath = directory.appendingPathComponent(fileName).path
         if let imageFile {
-            try imageFile(imagePath)
+            try imageFile(directory.path)
         } else {
             var pattern = [UInt8](repeating: 0, count: size)
             for i in 0..<size { pattern[i] = UInt8(truncatingIfNeeded: i / 512 + 1) } // each sector: its number+1
@@ -279,6 +279,53 @@ private let S = (ok: UInt8(0), ioerr: UInt8(1), unsupp: UInt8(2))
         try h.guest.setAvailIdx(40)
         h.driver.write32(0x50, 0)
         #expect(waitUntil { h.driver.status & VirtioStatus.deviceNeedsReset != 0 })
+    }
+}
+
+private let qemuImg = ["/usr/bin/qemu-img", "/usr/local/bin/qemu-img"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+@discardableResult
+private func qemuImgRun(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: qemuImg!)
+    p.arguments = arguments
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    try p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+@Suite struct VirtioBlockQcow2Tests {
+    @Test(.enabled(if: qemuImg != nil, "needs qemu-img to make the qcow2 image and check it"))
+    func qcow2OverlayWithBackingFile() throws {
+        let base = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 / 512 + 1) }
+        let h = try BlockHarness(fileName: "overlay.qcow2") { dir in
+            try Data(base).write(to: URL(fileURLWithPath: dir + "/base.raw"))
+            let r = try qemuImgRun(["create", "-q", "-f", "qcow2", "-b", dir + "/base.raw", "-F", "raw", dir + "/overlay.qcow2"])
+            guard r.status == 0 else { throw OptionError(r.output) }
+        }
+        #expect(h.device.image.format == .qcow2)
+        // Reads fall through to the backing file; writes land in the overlay.
+        #expect(try h.run(type: T.in, sector: 5, inLength: 512).data == [UInt8](repeating: 6, count: 512))
+        let pattern = (0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        #expect(try h.run(type: T.out, sector: 100, out: pattern).status == S.ok)
+        #expect(try h.run(type: T.in, sector: 100, inLength: 8192).data == pattern)
+        #expect(try h.run(type: T.flush, sector: 0).status == S.ok)
+
+        // The host agrees: the image is consistent and holds what the guest wrote.
+        var expected = base
+        expected.replaceSubrange(100 * 512 ..< 100 * 512 + 8192, with: pattern)
+        let dir = h.directory.path
+        try Data(expected).write(to: URL(fileURLWithPath: dir + "/expected.raw"))
+        let check = try qemuImgRun(["check", "-U", dir + "/overlay.qcow2"])
+        #expect(check.status == 0, "\(check.output)")
+        let compare = try qemuImgRun(["compare", "-U", "-f", "qcow2", "-F", "raw", dir + "/overlay.qcow2", dir + "/expected.raw"])
+        #expect(compare.status == 0, "\(compare.output)")
+        let base2 = try Data(contentsOf: URL(fileURLWithPath: dir + "/base.raw"))
+        #expect(Array(base2) == base) // the backing file is untouched
     }
 }
 

@@ -90,6 +90,8 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
         self.context = context
         frameLength = nil
         tapPaused = false
+        // A driver that never set up the receive queue gets no frames (and no error).
+        guard context.queues[Self.rxQueue].isReady else { return }
         try context.watch(tap.fileDescriptor) { [unowned self] _ in self.receive() }
     }
 
@@ -112,7 +114,7 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     private enum Placement { case placed, noBuffers, dropped }
 
     private func receive() {
-        guard let context, !context.isBroken else { return }
+        guard let context, !context.isBroken, context.queues[Self.rxQueue].isReady else { return }
         var placedAny = false
         defer { if placedAny { context.signalUsed(queue: Self.rxQueue) } }
         do {
@@ -194,7 +196,7 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     // MARK: - Transmit (guest → TAP)
 
     private func transmit() {
-        guard let context, !context.isBroken else { return }
+        guard let context, !context.isBroken, context.queues[Self.txQueue].isReady else { return }
         let queue = context.queues[Self.txQueue]
         var sentAny = false
         do {
