@@ -67,7 +67,7 @@ fi
 
 args=(-M microvm,acpi=off -enable-kvm -cpu host,-arch-capabilities
       -smp "$cpus" -m "$memory" -nodefaults -no-user-config -display none
-      -no-reboot -serial stdio -kernel "$kernel" -append "$cmdline")
+      -no-reboot -serial stdio -device i8042 -kernel "$kernel" -append "$cmdline")
 [ "$initrd" = none ] || args+=(-initrd "$initrd")
 if [ -n "$monitor" ]; then args+=(-monitor "unix:$monitor,server,nowait"); else args+=(-monitor none); fi
 if [ -n "$disk" ]; then
