@@ -112,6 +112,10 @@ private let version1 = VirtioFeature.version1
         driver.setUpQueue(1, guest)
         #expect(driver.read32(0x44) == 0)
         #expect(transport.lastError?.contains("queue size 16") == true)
+        // Going on to DRIVER_OK regardless: the device asks for a reset instead of starting.
+        driver.driverOK()
+        #expect(driver.status & VirtioStatus.deviceNeedsReset != 0)
+        #expect(!device.events.contains { $0.hasPrefix("activate") })
     }
 
     @Test func notificationsRunOnTheEventLoop() throws {

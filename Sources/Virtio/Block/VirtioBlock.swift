@@ -51,6 +51,9 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
         return f
     }
 
+    /// Data descriptors per request: the queue size, less header and status.
+    var segMax: UInt32 { UInt32(queueMaxSizes[0]) - 2 }
+
     /// Capacity in 512-byte sectors (a partial last sector is not exposed).
     public var capacity: UInt64 { image.virtualSize / Self.sectorSize }
 
@@ -61,7 +64,7 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
             withUnsafeBytes(of: v.littleEndian) { for (i, b) in $0.enumerated() { c[at + i] = b } }
         }
         put(capacity, 0)
-        put(UInt32(queueMaxSizes[0]) - 2, 12)            // seg_max: leave room for header and status
+        put(segMax, 12)                                  // seg_max
         put(UInt32(Self.sectorSize), 20)                 // blk_size
         put(Self.maxDiscardSectors, 36)                  // max_discard_sectors
         put(Self.maxDiscardSegments, 40)                 // max_discard_seg
@@ -124,6 +127,8 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
             }
             return
         }
+        // More data segments than the seg_max we advertised (header and status aside).
+        if chain.buffers.count > Int(segMax) + 2 { return finish(request, BlockRequest.statusIOErr) }
         switch request.type {
         case BlockRequest.typeIn, BlockRequest.typeOut:
             readOrWrite(request, memory: memory)
@@ -131,6 +136,7 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
             if image.isReadOnly { return finish(request, BlockRequest.statusOK) }
             submit(request, .flush)
         case BlockRequest.typeGetID:
+            guard request.dataOut.isEmpty else { return finish(request, BlockRequest.statusIOErr) }
             var id = [UInt8](repeating: 0, count: 20)
             if let serial { id.replaceSubrange(0..<serial.utf8.count, with: serial.utf8) }
             let n = (try? id.withUnsafeBytes { try request.dataIn.write(to: memory, from: $0) }) ?? 0
@@ -155,7 +161,9 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
         if !isRead && image.isReadOnly { return finish(request, BlockRequest.statusIOErr) }
         let data = isRead ? request.dataIn : request.dataOut
         let length = data.totalLength
-        guard length % Self.sectorSize == 0,
+        // Data in the wrong direction (e.g. a read into a device-readable buffer) is an error, not a no-op.
+        let wrongWay = isRead ? request.dataOut : request.dataIn
+        guard wrongWay.isEmpty, length % Self.sectorSize == 0,
               let offset = diskRange(sector: request.sector, length: length),
               let buffers = try? data.hostBuffers(in: memory)
         else { return finish(request, BlockRequest.statusIOErr) }

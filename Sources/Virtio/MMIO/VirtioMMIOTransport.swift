@@ -41,6 +41,8 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
     private var interruptStatus: UInt32 = 0
     private var configGeneration: UInt32 = 0
     private var context: VirtioDeviceContext?
+    /// A QueueReady=1 that was refused since the last reset.
+    private var queueSetupError: String?
     /// Why the device last set DEVICE_NEEDS_RESET (for logs and tests).
     public private(set) var lastError: String?
 
@@ -183,7 +185,10 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
                 try queue.validate()
                 queue.isReady = true
             } catch {
-                lastError = "queue \(queueSel): \(error)" // stays not ready; DRIVER_OK will then fail
+                // The queue stays not ready (the driver can read that back); if the
+                // driver goes on to DRIVER_OK anyway, the device asks for a reset.
+                queueSetupError = "queue \(queueSel): \(error)"
+                lastError = queueSetupError
             }
             return
         }
@@ -225,6 +230,10 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
     }
 
     private func activate() {
+        if let queueSetupError {
+            markNeedsReset("DRIVER_OK with a refused queue: \(queueSetupError)")
+            return
+        }
         for queue in queues where queue.isReady { queue.setFeatures(driverFeatures) }
         let context = VirtioDeviceContext(transport: self, memory: memory, queues: queues,
                                           features: driverFeatures, eventLoop: eventLoop)
@@ -257,6 +266,7 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
         queueSel = 0
         interruptStatus = 0
         lastError = nil
+        queueSetupError = nil
     }
 
     // MARK: - Snapshot
