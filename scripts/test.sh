@@ -19,4 +19,6 @@ if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
     echo "test.sh: /dev/kvm is not usable here: the KVM tests will say they are skipped." >&2
 fi
 swift build --build-tests
-swift test --skip-build "$@"
+# One test at a time: the KVM tests start VMs that each want the host's cores,
+# and timing-sensitive guests (count, Linux) should not fight each other.
+swift test --skip-build --no-parallel "$@"

@@ -19,13 +19,24 @@ enum Terminal {
         guard tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0 else { return false }
         isRaw = true
         atexit { Terminal.restore() }
-        for signal in [SIGTERM, SIGHUP, SIGQUIT, SIGINT, SIGPIPE] {
+        return true
+    }
+
+    /// Termination signals end skiff at once (restoring the terminal first).
+    /// Installed explicitly because a parent may have left them ignored, and an
+    /// ignored SIGTERM would make a VM unkillable short of SIGKILL.
+    static func installTerminationHandlers() {
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for signal in [SIGTERM, SIGHUP, SIGQUIT, SIGINT] { sigaddset(&unblock, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)  // masks are inherited too
+        for signal in [SIGTERM, SIGHUP, SIGQUIT, SIGINT] {
             Glibc.signal(signal) { number in
                 Terminal.restore()
                 _exit(128 + number)
             }
         }
-        return true
+        Glibc.signal(SIGPIPE, SIG_IGN)  // a closed stdout must not kill the VM mid-write
     }
 
     /// Async-signal-safe: only tcsetattr.

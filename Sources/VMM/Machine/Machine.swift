@@ -87,6 +87,7 @@ public final class Machine: @unchecked Sendable {
 
     /// Starts the event loop and the vCPUs; returns when the guest is gone.
     public func run(attachConsole: Bool = true) -> MachineExit {
+        Terminal.installTerminationHandlers()
         if attachConsole {
             let raw = Terminal.enterRawMode()
             ConsoleInput(serial: serial, loop: events, escapeEnabled: raw) { [unowned(unsafe) self] in
