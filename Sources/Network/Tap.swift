@@ -38,6 +38,7 @@ public final class Tap: @unchecked Sendable {
             throw TapError.system(operation: "open /dev/net/tun", name: name, errno: e)
         }
         var request = ifreq()
+        // SAFETY: at most 15 bytes into the 16-byte, zeroed ifr_name: stays NUL-terminated.
         withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { raw in
             for (i, b) in bytes.enumerated() { raw[i] = b }
         }
@@ -90,6 +91,7 @@ public final class Tap: @unchecked Sendable {
     /// Writes one frame gathered from `buffers` (virtio-net header first) with writev.
     @discardableResult
     public func write(_ buffers: [UnsafeRawBufferPointer]) throws -> Int {
+        // SAFETY: the iovecs point at the caller's buffers, valid for the duration of writev.
         var iovecs = buffers.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
         while true {
             let n = writev(fileDescriptor, &iovecs, Int32(iovecs.count))

@@ -214,12 +214,16 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     /// IOERR if any failed.
     private func submitAll(_ request: BlockRequest, _ operations: [DiskIORequest], written: UInt32 = 0) {
         let generation = self.generation
+        // SAFETY: the buffers in `operations` point into guest RAM; holding `memory`
+        // until the last completion keeps that mapping alive while the kernel uses it.
+        let memory = context?.memory
         var remaining = operations.count
         var failed = false
         for op in operations {
             engine.submit(op) { [unowned self] result in
                 remaining -= 1
                 if case .failure = result { failed = true }
+                withExtendedLifetime(memory) {}
                 guard remaining == 0, generation == self.generation else { return }
                 if failed {
                     self.finish(request, BlockRequest.statusIOErr)

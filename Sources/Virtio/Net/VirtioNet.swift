@@ -44,6 +44,7 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
 
     private var context: VirtioDeviceContext?
     /// A frame read from the TAP that is waiting for receive buffers.
+    // SAFETY: owned by this device, freed in deinit, only touched under the device lock.
     private let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtioNet.maxFrame, alignment: 16)
     private var frameLength: Int?
     private var tapPaused = false
@@ -224,6 +225,7 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
               let buffers = try? readable.hostBuffers(in: memory)
         else { txDropped += 1; return }
         do {
+            // SAFETY: checked views of guest RAM, used synchronously by writev.
             try tap.write(buffers.map { UnsafeRawBufferPointer($0) })
             txFrames += 1
         } catch {

@@ -65,6 +65,8 @@ extension Array where Element == GuestBuffer {
     }
 
     /// Host views of all the buffers, split where a buffer crosses a region edge.
+    // SAFETY: the views point into guest RAM and stay valid while `memory` lives;
+    // callers that hand them to asynchronous I/O keep `memory` alive until it completes.
     public func hostBuffers(in memory: GuestMemory) throws -> [UnsafeMutableRawBufferPointer] {
         try flatMap { try memory.hostBuffers($0.address, length: UInt64($0.length)) }
     }
