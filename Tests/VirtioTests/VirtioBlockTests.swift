@@ -274,6 +274,49 @@ private let S = (ok: UInt8(0), ioerr: UInt8(1), unsupp: UInt8(2))
         #expect(throws: VirtioStateError.self) { try transport.restoreState(bad) }
     }
 
+    @Test func randomChainsAreAnsweredOrRefused() throws {
+        let h = try BlockHarness(features: VirtioFeature.version1 | VirtioFeature.ringIndirectDesc | VirtioFeature.ringEventIdx)
+        var rng = SplitMix64(state: 7)
+        var guest = h.guest
+        var resets = 0
+        for round in 0..<60 {
+            // A header that is sometimes plausible, and descriptors that mostly are not.
+            let types: [UInt32] = [T.in, T.out, T.flush, T.getID, T.discard, T.writeZeroes, UInt32(truncatingIfNeeded: rng.next())]
+            try h.memory.store(types[Int(rng.next() % 7)], to: GuestAddress(0x90000))
+            try h.memory.store(rng.next() % 3 == 0 ? rng.next() : rng.next() % 2100, to: GuestAddress(0x90008))
+            for i: UInt16 in 0..<16 {
+                let address: UInt64 = [0x90000, 0x100000 + (rng.next() % 64) * 512, rng.next(), (4 << 20) - 8][Int(rng.next() % 4)]
+                let length = [UInt32(16), 1, 512, UInt32(rng.next() % 70_000), 0][Int(rng.next() % 5)]
+                try guest.writeDescriptor(i, address: address, length: length, flags: UInt16(rng.next() % 8), next: UInt16(rng.next() % 18))
+            }
+            let before = guest.usedIdx
+            let count = UInt16(1 + rng.next() % 3)
+            for _ in 0..<count { try guest.publish(UInt16(rng.next() % 17)) }
+            h.driver.write32(0x50, 0)
+            let settled = waitUntil(timeout: 5) {
+                guest.usedIdx &- before == count || h.driver.status & VirtioStatus.deviceNeedsReset != 0
+            }
+            #expect(settled, "round \(round)")
+            if h.driver.status & VirtioStatus.deviceNeedsReset != 0 {
+                resets += 1
+                #expect(h.driver.negotiate(VirtioFeature.version1 | VirtioFeature.ringIndirectDesc))
+                guest = try FakeGuestQueue(memory: h.memory, size: 16, base: 0x40000 + UInt64(resets % 2) * 0x10000)
+                h.driver.setUpQueue(0, guest)
+                h.driver.driverOK()
+            }
+        }
+        // Still a working disk afterwards.
+        #expect(h.driver.status & VirtioStatus.deviceNeedsReset == 0)
+        try h.memory.store(T.in, to: GuestAddress(0x90000)); try h.memory.store(UInt64(0), to: GuestAddress(0x90008))
+        try h.memory.store(UInt8(0xee), to: GuestAddress(0x90010))
+        let head = try guest.makeChain([(0x90000, 16, false), (0x300000, 512, true), (0x90010, 1, true)])
+        try guest.publish(head)
+        let target = guest.usedIdx &+ 1
+        h.driver.write32(0x50, 0)
+        #expect(waitUntil { guest.usedIdx == target })
+        #expect(try h.memory.load(UInt8.self, from: GuestAddress(0x90010)) == S.ok)
+    }
+
     @Test func availIndexJumpMarksTheDeviceForReset() throws {
         let h = try BlockHarness()
         try h.guest.setAvailIdx(40)
