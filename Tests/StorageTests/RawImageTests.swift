@@ -55,6 +55,7 @@ import Testing
         do {
             let image = try DiskImageOpener.open(path: path)
             expectStorageError(.invalidArgument) { try image.write([0x51, 0x46, 0x49, 0xfb], at: 0) }
+            try image.close()
         }
         let explicit = try DiskImageOpener.open(path: path, format: .raw)
         try explicit.write([0x51, 0x46, 0x49, 0xfb], at: 0)

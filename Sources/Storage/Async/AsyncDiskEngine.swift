@@ -41,6 +41,10 @@ public final class AsyncDiskEngine {
     public private(set) var outstanding = 0
 
     private var context: aio_context_t?
+    /// iocbs in flight at most (each request needs one per contiguous host run).
+    private let maxIOCBs: Int
+    /// Data requests (not iocbs) in flight, bounded by `queueDepth`.
+    private var inFlightRequests = 0
     private var slots: [Slot?]
     private var freeSlots: [Int]
     private var inFlightIOCBs = 0
@@ -54,6 +58,8 @@ public final class AsyncDiskEngine {
         let completion: Completion
         var remaining = 0
         var bytes = 0
+        /// Went to libaio (counts against the queue depth until it completes).
+        var async = false
         var error: StorageError?
         init(_ request: DiskIORequest, _ completion: @escaping Completion) {
             self.request = request
@@ -95,12 +101,16 @@ public final class AsyncDiskEngine {
         let fd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
         guard fd >= 0 else { throw StorageError.system("eventfd") }
         completionFD = fd
-        slots = Array(repeating: nil, count: queueDepth)
-        freeSlots = Array((0 ..< queueDepth).reversed())
-        events = Array(repeating: io_event(), count: queueDepth)
+        // A request may become several iocbs (a qcow2 request spanning non-contiguous
+        // clusters), so the kernel queue holds more iocbs than requests.
+        let iocbs = min(4096, max(64, queueDepth * 16))
+        maxIOCBs = iocbs
+        slots = Array(repeating: nil, count: iocbs)
+        freeSlots = Array((0 ..< iocbs).reversed())
+        events = Array(repeating: io_event(), count: iocbs)
         if !synchronous, caio_available() != 0 {
             var ctx: aio_context_t = 0
-            if caio_setup(UInt32(queueDepth), &ctx) == 0 { context = ctx }
+            if caio_setup(UInt32(iocbs), &ctx) == 0 { context = ctx }
             // io_setup can fail (fs.aio-max-nr exhausted): fall back rather than fail.
         }
     }
@@ -197,11 +207,13 @@ public final class AsyncDiskEngine {
             }
         }
         if plan.isEmpty { return finish(op, result: .success(total)) }
-        if plan.count > queueDepth { return finish(op, result: runSynchronously(op.request)) }
-        if plan.count > freeSlots.count {
+        if plan.count > maxIOCBs { return finish(op, result: runSynchronously(op.request)) }
+        if plan.count > freeSlots.count || inFlightRequests >= queueDepth {
             backlog.insert(op, at: 0)
             return
         }
+        op.async = true
+        inFlightRequests += 1
         op.bytes = total
         op.remaining = plan.count
         var submitted: [UnsafeMutablePointer<iocb>?] = []
@@ -301,6 +313,7 @@ public final class AsyncDiskEngine {
     }
 
     private func finish(_ op: Operation, result: Result<Int, StorageError>? = nil) {
+        if op.async { op.async = false; inFlightRequests -= 1 }
         let r = result ?? (op.error.map { .failure($0) } ?? .success(op.bytes))
         ready.append((op.completion, r))
         var one: UInt64 = 1

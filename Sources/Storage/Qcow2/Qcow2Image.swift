@@ -249,10 +249,42 @@ public final class Qcow2Image: DiskImage {
         while done < buffer.count {
             let pos = offset + UInt64(done)
             let g = pos / cs, inCluster = pos % cs
+            if inCluster == 0, UInt64(buffer.count - done) >= 2 * cs {
+                let n = try allocateRun(g, clusters: UInt64(buffer.count - done) / cs,
+                                        UnsafeRawBufferPointer(rebasing: buffer[done...]))
+                if n > 0 { done += Int(n * cs); continue }
+            }
             let n = Int(min(cs - inCluster, UInt64(buffer.count - done)))
             try writeCluster(g, at: inCluster, UnsafeRawBufferPointer(rebasing: buffer[done ..< done + n]))
             done += n
         }
+    }
+
+    /// Writes whole new clusters starting at guest cluster `g` as one contiguous host
+    /// run and one write (sequential writes to a fresh image). Returns how many
+    /// clusters it wrote; 0 when fewer than two consecutive clusters need allocating.
+    private func allocateRun(_ g: UInt64, clusters limit: UInt64, _ data: UnsafeRawBufferPointer) throws -> UInt64 {
+        var tables: [(L2Table, Int, ClusterMapping)] = []
+        let maxRun = min(limit, max(2, (4 << 20) / cs)) // at most 4 MiB per write
+        while UInt64(tables.count) < maxRun {
+            let gi = g + UInt64(tables.count)
+            guard let t = try l2Table(for: gi, allocate: true) else { break }
+            let index = Int(gi % header.l2Entries)
+            let m = try mapping(t, index)
+            guard m == .unallocated || m == .zero(preallocated: nil, copied: false) || m == .zero(preallocated: nil, copied: true)
+                || { if case .compressed = m { return true } else { return false } }() else { break }
+            tables.append((t, index, m))
+        }
+        guard tables.count >= 2 else { return 0 }
+        let n = UInt64(tables.count)
+        let host = try refcounts.allocate(n)
+        try file.write(UnsafeRawBufferPointer(rebasing: data[0 ..< Int(n * cs)]), at: host)
+        for (k, (t, index, m)) in tables.enumerated() {
+            releaseHostClusters(of: m)
+            t.entries[index] = (host + UInt64(k) * cs) | Qcow2Entry.copied
+            t.dirty = true
+        }
+        return n
     }
 
     /// Writes `data` into guest cluster `g` at `inCluster`, allocating (with copy-up

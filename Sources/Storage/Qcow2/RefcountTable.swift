@@ -213,7 +213,10 @@ final class RefcountTable {
             for idx in start ..< start + count {
                 let bi = idx / entriesPerBlock
                 if try blockOffset(Int(bi)) == 0 {
-                    try createBlock(Int(bi), near: idx)
+                    // The block goes at the run's first cluster (whose own block exists, or
+                    // is this one): placing it inside the run's later ranges could split
+                    // every candidate run and never finish.
+                    if Int(bi) >= table.count { try growTable(toCover: Int(bi)) } else { try createBlock(Int(bi), at: start) }
                     created = true
                     break
                 }
@@ -224,6 +227,21 @@ final class RefcountTable {
             endCluster = max(endCluster, start + count)
             return start * clusterSize
         }
+    }
+
+    /// Makes refcount block `bi` exist at free cluster `place`, whose own refcount
+    /// block is either `bi` itself (self-describing) or already exists.
+    private func createBlock(_ bi: Int, at place: UInt64) throws {
+        let b = RefcountBlock(offset: place * clusterSize, bytes: [UInt8](repeating: 0, count: Int(clusterSize)))
+        b.dirty = true
+        let own = place / entriesPerBlock == UInt64(bi)
+        if own { setValue(in: b, place % entriesPerBlock, 1) }
+        try insert(b)
+        table[bi] = place * clusterSize
+        dirtyTableEntries.insert(bi)
+        noteMetadata(place)
+        endCluster = max(endCluster, place + 1)
+        if !own { try setRefcount(place, 1) }
     }
 
     /// Makes refcount block `bi` exist. The block goes in the first free cluster it
