@@ -246,6 +246,13 @@ private func expectQueueError(_ expected: VirtqueueError, _ body: () throws -> V
         #expect(guest.availEvent == queue.state.nextAvail)
         try queue.disableNotification()
         #expect(guest.usedFlags == 0) // EVENT_IDX does not use the flag
+
+        // Buffers left in the ring (too few for the device): avail_event follows the
+        // driver's avail.idx, so the next buffer it adds is notified.
+        try guest.post([(0x20000, 8, true)])
+        try guest.post([(0x20000, 8, true)])
+        #expect(try queue.enableNotification())
+        #expect(guest.availEvent == guest.availIdx)
     }
 
     @Test func stateRoundTripsAndIsRevalidated() throws {

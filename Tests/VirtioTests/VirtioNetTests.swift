@@ -44,10 +44,12 @@ private final class NetHarness {
     let driver: FakeDriver
     let rx: FakeGuestQueue
     let tx: FakeGuestQueue
+    let features: UInt64
     private var txSlot: UInt64 = 0
     private var rxSeen: UInt16 = 0
 
     init(features: UInt64) throws {
+        self.features = features
         Self.counter += 1
         namespace = "skiff-vt-\(getpid())-\(Self.counter)"
         tapName = "skvt\(getpid() % 10_000)x\(Self.counter)"
@@ -86,12 +88,18 @@ private final class NetHarness {
             .trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 
-    /// Posts `count` receive buffers of `size` bytes and notifies the receive queue.
+    /// Posts `count` receive buffers of `size` bytes and notifies the receive queue
+    /// only when the device asked for it, as a real driver does (§2.7.10, §2.7.7).
     func postReceiveBuffers(_ count: Int, size: UInt32) throws {
+        let old = rx.availIdx
         for _ in 0..<count {
             try rx.post([(Self.rxData + UInt64(rx.availIdx % 16) * 0x1000, size, true)])
         }
-        driver.write32(0x50, 0)
+        let new = rx.availIdx
+        let wanted = features & VirtioFeature.ringEventIdx != 0
+            ? new &- rx.availEvent &- 1 < new &- old
+            : rx.usedFlags & 1 == 0
+        if wanted { driver.write32(0x50, 0) }
     }
 
     /// Sends an ARP request for the host's address from `senderIP`, as one TX chain
@@ -188,6 +196,22 @@ struct VirtioNetTests {
         #expect(received[0].length == 32 && received[1].length == 22) // 12-byte header + 42-byte ARP reply
         #expect(bytes[10] == 2 && bytes[11] == 0)                      // num_buffers = 2
         #expect(isARPReply(bytes))
+    }
+
+    @Test func waitsForEnoughMergeableBuffersOneAtATime() throws {
+        // With EVENT_IDX the driver only notifies when it passes avail_event: the device
+        // must move it on each time it is still short, or it would wait forever.
+        let h = try NetHarness(features: VirtioFeature.version1 | VirtioFeature.ringEventIdx | VirtioNet.Feature.mergeableRxBuffers)
+        try h.postReceiveBuffers(1, size: 20)
+        try h.sendARPRequest(from: [10, 77, 0, 2])
+        #expect(waitUntil { h.onLoop { h.device.isReceivePaused } }, "rx \(h.onLoop { h.device.rxFrames }) dropped \(h.onLoop { h.device.rxDropped }) tx \(h.onLoop { h.device.txFrames }) used \(h.rx.usedIdx) status \(h.driver.status) \(h.transport.lastError ?? "")")
+        try h.postReceiveBuffers(1, size: 20)
+        usleep(20_000)
+        #expect(h.rx.usedIdx == 0) // 40 bytes: still short of 54
+        try h.postReceiveBuffers(1, size: 20)
+        #expect(waitUntil { h.rx.usedIdx == 3 })
+        let bytes = try h.takeReceived().flatMap { try h.receivedBytes($0) }
+        #expect(bytes[10] == 3 && isARPReply(bytes))
     }
 
     @Test func dropsAFrameTheWholeRingCannotHold() throws {

@@ -125,6 +125,7 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
                     guard n > Tap.vnetHeaderSize else { rxDropped += 1; continue }
                     frameLength = n
                 }
+                let seen = try context.queues[Self.rxQueue].availIndex()
                 switch try place(frameLength!, context: context) {
                 case .placed:
                     placedAny = true
@@ -135,7 +136,9 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
                     frameLength = nil
                 case .noBuffers:
                     // Ask for a notification when buffers come; if some came meanwhile, retry now.
-                    if try context.queues[Self.rxQueue].enableNotification() { continue }
+                    let queue = context.queues[Self.rxQueue]
+                    _ = try queue.enableNotification()
+                    if try queue.availIndex() != seen { continue }
                     if !tapPaused {
                         tapPaused = true
                         try context.modifyWatch(tap.fileDescriptor, events: 0)

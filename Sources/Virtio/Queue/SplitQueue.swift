@@ -77,9 +77,14 @@ public final class SplitQueue: @unchecked Sendable {
 
     // MARK: - Taking and returning chains
 
+    /// The driver's avail.idx: how many chains it has ever made available (mod 2^16).
+    public func availIndex() throws -> UInt16 {
+        try load(UInt16.self, state.availRing, 2)
+    }
+
     /// How many chains the driver has made available that we have not taken.
     public func pendingCount() throws -> UInt16 {
-        let availIdx = try load(UInt16.self, state.availRing, 2)
+        let availIdx = try availIndex()
         let pending = availIdx &- state.nextAvail
         guard pending <= state.size else {
             throw VirtqueueError.availIndexJump(availIndex: availIdx, nextAvail: state.nextAvail, size: state.size)
@@ -140,12 +145,16 @@ public final class SplitQueue: @unchecked Sendable {
         return new &- usedEvent &- 1 < new &- old
     }
 
-    /// Asks the driver to notify us of new buffers again (avail_event = next entry we
-    /// will take with EVENT_IDX, else clearing the used NO_NOTIFY flag). Returns true
-    /// when buffers arrived meanwhile, so the caller processes them instead of waiting.
+    /// Asks the driver to notify us when it makes the next buffer available
+    /// (avail_event = its current avail.idx with EVENT_IDX, else clearing the used
+    /// NO_NOTIFY flag). Returns true when buffers we have not taken are waiting, so the
+    /// caller processes them instead of waiting.
+    ///
+    /// avail_event follows the driver's index, not ours: a device that leaves buffers
+    /// in the ring (too few for a frame) must still hear about the next one.
     public func enableNotification() throws -> Bool {
         if state.eventIdx {
-            try store(state.nextAvail, state.usedRing, 4 + 8 * UInt64(state.size))
+            try store(try availIndex(), state.usedRing, 4 + 8 * UInt64(state.size))
         } else {
             try store(UInt16(0), state.usedRing, 0)
         }
