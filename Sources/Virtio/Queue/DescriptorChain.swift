@@ -30,6 +30,25 @@ public struct DescriptorChain: Sendable {
         self.fault = fault
     }
 
+    /// One 16-byte descriptor (le64 addr, le32 len, le16 flags, le16 next). One
+    /// checked view instead of four generic loads: this runs for every descriptor.
+    private static func readDescriptor(_ at: GuestAddress, memory: GuestMemory) throws -> (UInt64, UInt32, UInt16, UInt16) {
+        func decode(_ raw: UnsafeRawBufferPointer) -> (UInt64, UInt32, UInt16, UInt16) {
+            (UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+             UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self)),
+             UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 12, as: UInt16.self)),
+             UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 14, as: UInt16.self)))
+        }
+        if let raw = try? memory.buffer(at: at, length: descriptorSize) {
+            return decode(UnsafeRawBufferPointer(raw))
+        }
+        // An (unaligned, indirect) descriptor straddling two adjacent regions, or none at all.
+        return try withUnsafeTemporaryAllocation(byteCount: Int(descriptorSize), alignment: 8) { raw in
+            do { try memory.read(into: raw, from: at) } catch let e as GuestMemoryError { throw VirtqueueError.memory(e) }
+            return decode(UnsafeRawBufferPointer(raw))
+        }
+    }
+
     /// Walks the chain starting at `head` in the table of `queue.size` descriptors.
     static func parse(head: UInt16, queue: QueueState, memory: GuestMemory) throws -> DescriptorChain {
         var table = queue.descriptorTable
@@ -50,15 +69,7 @@ public struct DescriptorChain: Sendable {
             count += 1
             guard count <= limit else { throw VirtqueueError.chainTooLong(limit: limit) }
             let at = GuestAddress(table &+ UInt64(index) &* descriptorSize)
-            let addr: UInt64, len: UInt32, flags: UInt16, next: UInt16
-            do {
-                addr = try memory.load(UInt64.self, from: at)
-                len = try memory.load(UInt32.self, from: GuestAddress(at.rawValue &+ 8))
-                flags = try memory.load(UInt16.self, from: GuestAddress(at.rawValue &+ 12))
-                next = try memory.load(UInt16.self, from: GuestAddress(at.rawValue &+ 14))
-            } catch let e as GuestMemoryError {
-                throw VirtqueueError.memory(e)
-            }
+            let (addr, len, flags, next) = try readDescriptor(at, memory: memory)
 
             if flags & flagIndirect != 0 {
                 guard queue.indirect else { throw VirtqueueError.indirectNotNegotiated }

@@ -79,7 +79,7 @@ public final class SplitQueue: @unchecked Sendable {
 
     /// The driver's avail.idx: how many chains it has ever made available (mod 2^16).
     public func availIndex() throws -> UInt16 {
-        try load(UInt16.self, state.availRing, 2)
+        try load16(state.availRing, 2)
     }
 
     /// How many chains the driver has made available that we have not taken.
@@ -101,7 +101,7 @@ public final class SplitQueue: @unchecked Sendable {
         // Read the ring entry only after seeing avail.idx (§2.7.13.3: driver writes entry, barrier, idx).
         atomicMemoryFence(ordering: .acquiring)
         let slot = UInt64(state.nextAvail % state.size)
-        let head = try load(UInt16.self, state.availRing, 4 + 2 * slot)
+        let head = try load16(state.availRing, 4 + 2 * slot)
         state.nextAvail &+= 1
         return try DescriptorChain.parse(head: head, queue: state, memory: memory)
     }
@@ -133,10 +133,10 @@ public final class SplitQueue: @unchecked Sendable {
         // Our used.idx store must be visible before we read the driver's suppression fields.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         guard state.eventIdx else {
-            let flags = try load(UInt16.self, state.availRing, 0)
+            let flags = try load16(state.availRing, 0)
             return flags & 1 == 0
         }
-        let usedEvent = try load(UInt16.self, state.availRing, 4 + 2 * UInt64(state.size))
+        let usedEvent = try load16(state.availRing, 4 + 2 * UInt64(state.size))
         let new = state.nextUsed
         let old = state.signalledUsed
         state.signalledUsed = new
@@ -173,13 +173,22 @@ public final class SplitQueue: @unchecked Sendable {
 
     // Ring offsets are checked for wrap-around even though `validate` already
     // bounded them: a queue used before validation must fail, not trap.
-    private func load<T: FixedWidthInteger>(_ type: T.Type, _ base: UInt64, _ offset: UInt64) throws -> T {
+    // Concrete 16/32-bit accessors: GuestMemory's generic load/store are not
+    // specialised across the module boundary, and these run several times per request.
+    private func ring(_ base: UInt64, _ offset: UInt64, _ count: UInt64) throws -> UnsafeMutableRawBufferPointer {
         guard let at = GuestAddress(base).adding(offset) else { throw VirtqueueError.memory(.invalidAddress(GuestAddress(base))) }
-        do { return try memory.load(T.self, from: at) } catch let e as GuestMemoryError { throw VirtqueueError.memory(e) }
+        do { return try memory.buffer(at: at, length: count) } catch let e as GuestMemoryError { throw VirtqueueError.memory(e) }
     }
 
-    private func store<T: FixedWidthInteger>(_ value: T, _ base: UInt64, _ offset: UInt64) throws {
-        guard let at = GuestAddress(base).adding(offset) else { throw VirtqueueError.memory(.invalidAddress(GuestAddress(base))) }
-        do { try memory.store(value, to: at) } catch let e as GuestMemoryError { throw VirtqueueError.memory(e) }
+    private func load16(_ base: UInt64, _ offset: UInt64) throws -> UInt16 {
+        UInt16(littleEndian: try ring(base, offset, 2).loadUnaligned(as: UInt16.self))
+    }
+
+    private func store(_ value: UInt16, _ base: UInt64, _ offset: UInt64) throws {
+        try ring(base, offset, 2).storeBytes(of: value.littleEndian, as: UInt16.self)
+    }
+
+    private func store(_ value: UInt32, _ base: UInt64, _ offset: UInt64) throws {
+        try ring(base, offset, 4).storeBytes(of: value.littleEndian, as: UInt32.self)
     }
 }
