@@ -4,15 +4,20 @@ import Network
 import Testing
 @testable import Virtio
 
-private let canUseTaps = getuid() == 0 && FileManager.default.fileExists(atPath: "/dev/net/tun")
-    && (FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip"))
+/// Where a system tool lives, without trusting PATH (CI may not have /usr/sbin in it).
+private func tool(_ name: String) -> String? {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+}
 
-/// Runs a command, returning its standard output; throws when it fails.
+private let canUseTaps = getuid() == 0 && FileManager.default.fileExists(atPath: "/dev/net/tun")
+    && tool("ip") != nil && tool("sysctl") != nil && tool("cat") != nil
+
+/// Runs a command (the first word is a tool name), returning its output; throws when it fails.
 @discardableResult
 private func run(_ arguments: [String]) throws -> String {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = arguments
+    p.executableURL = URL(fileURLWithPath: tool(arguments[0]) ?? arguments[0])
+    p.arguments = Array(arguments.dropFirst())
     let out = Pipe()
     p.standardOutput = out
     p.standardError = out
@@ -55,7 +60,7 @@ private final class NetHarness {
         tapName = "skvt\(getpid() % 10_000)x\(Self.counter)"
         try run(["ip", "netns", "add", namespace])
         do {
-            try run(["ip", "netns", "exec", namespace, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+            try run(["ip", "netns", "exec", namespace, tool("sysctl")!, "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
             device = try VirtioNet(config: NetDeviceConfig(tap: tapName, mac: guestMAC), queueSize: 16)
             // The open descriptor keeps working after the interface moves namespace.
             try run(["ip", "link", "set", tapName, "netns", namespace])
@@ -84,7 +89,7 @@ private final class NetHarness {
 
     /// The host side's counter for this TAP (`rx_packets`: frames the guest sent).
     func hostCounter(_ name: String) throws -> Int {
-        Int(try run(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/\(tapName)/statistics/\(name)"])
+        Int(try run(["ip", "netns", "exec", namespace, tool("cat")!, "/sys/class/net/\(tapName)/statistics/\(name)"])
             .trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 
