@@ -29,11 +29,13 @@ enum SkiffProcess {
         return repoRoot.appendingPathComponent(".build/debug/skiff")
     }
 
-    static func run(_ arguments: [String], timeout: Double, stdin: FileHandle? = nil) throws -> SkiffRun {
-        try runTool(binary, arguments, timeout: timeout, stdin: stdin)
+    /// - Parameter stopWhen: ends the run early (SIGTERM) once stdout contains this text.
+    static func run(_ arguments: [String], timeout: Double, stdin: FileHandle? = nil, stopWhen: String? = nil) throws -> SkiffRun {
+        try runTool(binary, arguments, timeout: timeout, stdin: stdin, stopWhen: stopWhen)
     }
 
-    static func runTool(_ tool: URL, _ arguments: [String], timeout: Double, stdin: FileHandle? = nil) throws -> SkiffRun {
+    static func runTool(_ tool: URL, _ arguments: [String], timeout: Double, stdin: FileHandle? = nil,
+                        stopWhen: String? = nil) throws -> SkiffRun {
         let process = Process()
         process.executableURL = tool
         process.arguments = arguments
@@ -44,14 +46,37 @@ enum SkiffProcess {
         let started = Date()
         try process.run()
         // Drain the pipes while waiting so a chatty guest cannot block on a full pipe.
-        final class Collected: @unchecked Sendable { var out = Data(), err = Data() }
+        final class Collected: @unchecked Sendable {
+            let lock = NSLock()
+            var out = Data(), err = Data()
+            func append(_ data: Data, toError: Bool) {
+                lock.lock(); if toError { err.append(data) } else { out.append(data) }; lock.unlock()
+            }
+            func contains(_ text: String) -> Bool {
+                lock.lock(); defer { lock.unlock() }
+                return String(decoding: out, as: UTF8.self).contains(text)
+            }
+        }
         let collected = Collected()
         let group = DispatchGroup()
-        group.enter(); DispatchQueue.global().async { collected.out = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        group.enter(); DispatchQueue.global().async { collected.err = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        for (pipe, isError) in [(out, false), (err, true)] {
+            group.enter()
+            DispatchQueue.global().async {
+                while true {
+                    let data = pipe.fileHandleForReading.availableData
+                    if data.isEmpty { break }
+                    collected.append(data, toError: isError)
+                }
+                group.leave()
+            }
+        }
         var timedOut = false
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning {
+            if let stopWhen, collected.contains(stopWhen) {
+                process.terminate()
+                break
+            }
             if Date() > deadline {
                 timedOut = true
                 process.terminate()
