@@ -44,7 +44,11 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
     /// A QueueReady=1 that was refused since the last reset.
     private var queueSetupError: String?
     /// Why the device last set DEVICE_NEEDS_RESET (for logs and tests).
-    public private(set) var lastError: String?
+    public var lastError: String? {
+        lock.lock(); defer { lock.unlock() }
+        return errorReason
+    }
+    private var errorReason: String?
 
     public init(device: VirtioDevice, memory: GuestMemory, interrupt: InterruptLine, eventLoop: EventLoop) throws {
         self.device = device
@@ -188,7 +192,7 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
                 // The queue stays not ready (the driver can read that back); if the
                 // driver goes on to DRIVER_OK anyway, the device asks for a reset.
                 queueSetupError = "queue \(queueSel): \(error)"
-                lastError = queueSetupError
+                errorReason = queueSetupError
             }
             return
         }
@@ -265,7 +269,7 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
         driverFeatures = 0
         queueSel = 0
         interruptStatus = 0
-        lastError = nil
+        errorReason = nil
         queueSetupError = nil
     }
 
@@ -337,7 +341,7 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
     /// Called with the lock held.
     func markNeedsReset(_ reason: String) {
         guard !needsReset else { return }
-        lastError = reason
+        errorReason = reason
         FileHandle.standardError.write(Data("skiff: virtio device \(device.deviceType) needs reset: \(reason)\n".utf8))
         status |= VirtioStatus.deviceNeedsReset
         if status & VirtioStatus.driverOK != 0 { raiseInterrupt(Self.interruptConfigChange) }
