@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "Storage", dependencies: ["CAIO"]),
         .target(name: "Network", dependencies: ["CKVM"]),
         .target(name: "Virtio", dependencies: ["CKVM", "GuestMemory", "Devices", "Storage", "Network"]),
-        .target(name: "VMState", dependencies: ["KVM"]),
+        .target(name: "VMState", dependencies: ["CKVM", "KVM"]),
         .target(name: "VMM", dependencies: ["KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState"]),
         .executableTarget(name: "skiff", dependencies: [
             "VMM", "Storage", "Virtio",
@@ -45,8 +45,8 @@ let package = Package(
             "Storage", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
         .testTarget(name: "NetworkTests", dependencies: ["Network"]),
-        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "Devices", "Storage"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM"]),
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "Devices", "Storage", "Network"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "VMState", "KVM", "CKVM"]),
         // Runs the built `skiff` binary against firmware guests and the guest Linux on /dev/kvm.
         .testTarget(name: "IntegrationTests", dependencies: ["skiff"]),
     ],
