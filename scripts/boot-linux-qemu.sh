@@ -7,11 +7,13 @@
 #
 # Usage: scripts/boot-linux-qemu.sh [options] [-- extra QEMU arguments]
 #   --cpus N            vCPUs (default 1)
-#   --memory SIZE       guest RAM, QEMU syntax (default 128M)
+#   --memory SIZE       guest RAM, QEMU syntax (default 64M)
 #   --kernel FILE       kernel to boot (default: the cached vmlinux, PVH ELF)
 #   --bzimage           boot the cached bzImage instead of vmlinux
-#   --initrd FILE       initramfs (default: the cached initramfs.cpio.gz)
-#   --uncompressed      use the cached uncompressed initramfs.cpio
+#   --initrd FILE       initramfs (default: the cached uncompressed
+#                       initramfs.cpio: inflating costs minutes of emulated
+#                       kernel time on kvm_pvm hosts; "none" for no initrd)
+#   --gzip              use the cached initramfs.cpio.gz instead
 #   --cmdline STR       replace the whole kernel command line
 #   --append STR        add to the test-default command line (guest-cmdline.sh)
 #   --disk FILE         attach FILE as a virtio-blk (virtio-mmio) disk
@@ -30,7 +32,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=guest-cmdline.sh
 source "$here/guest-cmdline.sh"
 
-cpus=1 memory=128M kernel= bzimage=0 initrd= uncompressed=0 cmdline= append=
+cpus=1 memory=64M kernel= bzimage=0 initrd= gzip=0 cmdline= append=
 disk= net=0 monitor= timeout=900 quiet=0 extra=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -39,7 +41,7 @@ while [ $# -gt 0 ]; do
         --kernel) kernel=$2; shift ;;
         --bzimage) bzimage=1 ;;
         --initrd) initrd=$2; shift ;;
-        --uncompressed) uncompressed=1 ;;
+        --gzip) gzip=1 ;;
         --cmdline) cmdline=$2; shift ;;
         --append) append=$2; shift ;;
         --disk) disk=$2; shift ;;
@@ -60,7 +62,7 @@ if [ -z "$kernel" ]; then
 fi
 if [ -z "$initrd" ]; then
     idir=$("$here/build-initramfs.sh" | tail -1)
-    if [ $uncompressed = 1 ]; then initrd=$idir/initramfs.cpio; else initrd=$idir/initramfs.cpio.gz; fi
+    if [ $gzip = 1 ]; then initrd=$idir/initramfs.cpio.gz; else initrd=$idir/initramfs.cpio; fi
 fi
 [ -n "$cmdline" ] || cmdline=$(skiff_guest_cmdline)
 [ -z "$append" ] || cmdline="$cmdline $append"

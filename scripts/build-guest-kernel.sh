@@ -15,9 +15,10 @@
 #   $SKIFF_CACHE/guest-kernel/<key>/       outputs; key = first 16 hex digits of
 #       sha256(source tarball name + size + package version, config fragment,
 #       patches, this script)
-#   $SKIFF_CACHE/guest-kernel/src-6.1-<k>/ extracted + patched source tree used
-#       as the build tree, k = hash(tarball, patches); kept so that a config
-#       change rebuilds incrementally.
+#   $SKIFF_CACHE/guest-kernel/src-6.1-<k>/ extracted source tree used as the
+#       build tree, k = hash(tarball); kept so that a config or patch change
+#       rebuilds incrementally (the patches applied to it are kept in
+#       .skiff-patches/ and reversed before a different set is applied).
 # Environment: SKIFF_LINUX_SOURCE overrides the tarball path.
 set -euo pipefail
 
@@ -50,11 +51,11 @@ pkgver=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || true)
 tarball_id="$(basename "$tarball") $(stat -c %s "$tarball") $pkgver"
 
 hash_inputs() {
-    # $1 = "full" (everything) or "src" (what shapes the source tree)
+    # $1 = "full" (everything) or "src" (the pristine source tree)
     {
         echo "tarball: $tarball_id"
-        for p in "${patches[@]}"; do echo "patch: $(basename "$p")"; cat "$p"; done
         if [ "$1" = full ]; then
+            for p in "${patches[@]}"; do echo "patch: $(basename "$p")"; cat "$p"; done
             echo "fragment:"; cat "$fragment"
             echo "script:"; cat "${BASH_SOURCE[0]}"
         fi
@@ -72,18 +73,41 @@ flock 9
 if [ -f "$out/.done" ]; then echo "$out"; exit 0; fi
 
 src=$cache/src-6.1-$(hash_inputs src)
-if [ ! -f "$src/.prepared" ]; then
+extract() {
     echo "== extracting $tarball to $src" >&2
     rm -rf "$src" "$src.tmp"
-    mkdir -p "$src.tmp"
+    mkdir -p "$src.tmp/.skiff-patches"
     tar -xf "$tarball" -C "$src.tmp" --strip-components=1
-    for p in "${patches[@]}"; do
-        echo "== applying $(basename "$p")" >&2
-        patch -d "$src.tmp" -p1 --forward --quiet < "$p" >&2 || die "patch $p failed"
-    done
     touch "$src.tmp/.prepared"
     mv "$src.tmp" "$src"
-fi
+}
+[ -f "$src/.prepared" ] || extract
+# Bring the tree to exactly our patch set. Patches already applied in the
+# same order and with the same content stay (so their files keep their
+# mtimes and make rebuilds only what changed); the rest of the applied ones
+# are reversed, newest first, and ours applied from there.
+mapfile -t applied < <(cd "$src/.skiff-patches" && ls | sort)
+keep=0
+while [ $keep -lt ${#applied[@]} ] && [ $keep -lt ${#patches[@]} ] &&
+      [ "${applied[$keep]}" = "$(basename "${patches[$keep]}")" ] &&
+      cmp -s "${patches[$keep]}" "$src/.skiff-patches/${applied[$keep]}"; do
+    keep=$((keep + 1))
+done
+for ((i = ${#applied[@]} - 1; i >= keep; i--)); do
+    a=${applied[$i]}
+    echo "== reversing $a" >&2
+    if ! patch -d "$src" -p1 -R --quiet < "$src/.skiff-patches/$a" >&2; then
+        echo "== cannot reverse $a; starting from a fresh tree" >&2
+        extract; keep=0; break
+    fi
+    rm -f "$src/.skiff-patches/$a"
+done
+for ((i = keep; i < ${#patches[@]}; i++)); do
+    p=${patches[$i]}
+    echo "== applying $(basename "$p")" >&2
+    patch -d "$src" -p1 --forward --quiet < "$p" >&2 || die "patch $p failed"
+    cp "$p" "$src/.skiff-patches/"
+done
 
 export ARCH=x86_64
 cd "$src"

@@ -23,8 +23,14 @@ SKIFF_GUEST_CMDLINE_BASE="console=ttyS0 reboot=k nokaslr"
 #    emulator cannot run at CPL0 (xrstor, popcnt, cmpxchg16b, clac, ...);
 #  - mitigations=off: no speculation workarounds (each costs emulated work);
 #  - tsc=reliable no_timer_check lpj=5000000: skip the TSC, timer and delay
-#    loop calibrations, which spin for long in emulated code.
-SKIFF_GUEST_CMDLINE_PVM="pvm_quirks noxsave nofsgsbase nopku noinvpcid clearcpuid=popcnt,cx16,rdrand,rdseed,rdtscp,erms,fsrm,avx,avx2,rdpid,smap,smep,umip,xsave,fsgsbase,pku,invpcid,clflushopt,clwb mitigations=off tsc=reliable no_timer_check lpj=5000000"
+#    loop calibrations, which spin for long in emulated code;
+#  - noreplace-smp: with one vCPU the kernel would rewrite every LOCK prefix
+#    through text_poke() (a temporary mm and TLB flush each), ~10 s here;
+#  - rodata=off: skip mark_rodata_ro(), whose page-attribute changes walk the
+#    kernel mapping page by page (and the 3.7 MiB of alignment gaps are then
+#    not poisoned and freed), ~25 s here; a test guest does without W^X;
+#  - retain_initrd: do not poison and free the initramfs image afterwards.
+SKIFF_GUEST_CMDLINE_PVM="pvm_quirks noxsave nofsgsbase nopku noinvpcid clearcpuid=popcnt,cx16,rdrand,rdseed,rdtscp,erms,fsrm,avx,avx2,rdpid,smap,smep,umip,xsave,fsgsbase,pku,invpcid,clflushopt,clwb mitigations=off tsc=reliable no_timer_check lpj=5000000 noreplace-smp rodata=off retain_initrd"
 
 skiff_host_is_pvm() {
     case ${SKIFF_PVM:-} in
