@@ -16,7 +16,8 @@ public struct MachineConfig: Sendable {
 
     public static let defaultCommandLine = "console=ttyS0 reboot=k panic=1"
     public static let minimumMemory: UInt64 = 8 << 20
-    public static let maximumCPUs = 64
+    /// Bounded by the MP table, which must fit below 640 KiB for kernels without ACPI.
+    public static let maximumCPUs = MPTable.maxCPUCount
 
     public init(kernelPath: String, initrdPath: String? = nil, commandLine: String = MachineConfig.defaultCommandLine,
                 cpuCount: Int = 1, memorySize: UInt64 = 256 << 20,
