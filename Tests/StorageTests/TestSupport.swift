@@ -31,8 +31,19 @@ func run(_ tool: String, _ args: [String]) throws -> ProcessResult {
     p.standardOutput = out
     p.standardError = err
     try p.run()
+    // Read stderr on another thread: a tool that fills one pipe while we block on
+    // the other would otherwise deadlock (qemu-img check prints one line per leak).
+    final class Box: @unchecked Sendable { var data = Data() }
+    let errBox = Box()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async {
+        errBox.data = err.fileHandleForReading.readDataToEndOfFile()
+        group.leave()
+    }
     let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    let e = errBox.data
     p.waitUntilExit()
     return ProcessResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
 }

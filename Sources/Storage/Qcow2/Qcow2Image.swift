@@ -48,7 +48,9 @@ public final class Qcow2Image: DiskImage {
         try self.init(file: file, chain: BackingChain(top: path))
     }
 
-    init(file: ImageFile, chain: BackingChain) throws {
+    /// - Parameter cacheBytes: memory for cached L2 tables (refcount blocks get half);
+    ///   tests shrink it to exercise eviction.
+    init(file: ImageFile, chain: BackingChain, cacheBytes: UInt64 = 32 << 20) throws {
         self.file = file
         path = file.path
         isReadOnly = file.readOnly
@@ -72,8 +74,8 @@ public final class Qcow2Image: DiskImage {
         var raw = [UInt8](repeating: 0, count: Int(h.l1Size) * 8)
         try raw.withUnsafeMutableBytes { try file.read(into: $0, at: h.l1TableOffset) }
         l1 = (0 ..< Int(h.l1Size)).map { raw.be64($0 * 8) }
-        refcounts = try RefcountTable(file: file, header: h, fileSize: fileSize)
-        l2Cache = Qcow2L2Cache(capacity: max(16, Int((32 << 20) / h.clusterSize)))
+        refcounts = try RefcountTable(file: file, header: h, fileSize: fileSize, cacheBytes: cacheBytes / 2)
+        l2Cache = Qcow2L2Cache(capacity: max(2, Int(cacheBytes / h.clusterSize)))
         metadata.insert(0)
         let cs = h.clusterSize
         if h.l1Size > 0 {
@@ -265,10 +267,13 @@ public final class Qcow2Image: DiskImage {
     /// clusters it wrote; 0 when fewer than two consecutive clusters need allocating.
     private func allocateRun(_ g: UInt64, clusters limit: UInt64, _ data: UnsafeRawBufferPointer) throws -> UInt64 {
         var tables: [(L2Table, Int, ClusterMapping)] = []
-        let maxRun = min(limit, max(2, (4 << 20) / cs)) // at most 4 MiB per write
+        // One L2 table per run: holding several across cache insertions could keep
+        // an evicted table whose updates would then be lost.
+        let inTable = header.l2Entries - g % header.l2Entries
+        let maxRun = min(limit, inTable, max(2, (4 << 20) / cs)) // at most 4 MiB per write
+        guard let t = try l2Table(for: g, allocate: true) else { return 0 }
         while UInt64(tables.count) < maxRun {
             let gi = g + UInt64(tables.count)
-            guard let t = try l2Table(for: gi, allocate: true) else { break }
             let index = Int(gi % header.l2Entries)
             let m = try mapping(t, index)
             guard m == .unallocated || m == .zero(preallocated: nil, copied: false) || m == .zero(preallocated: nil, copied: true)
@@ -279,6 +284,9 @@ public final class Qcow2Image: DiskImage {
         let n = UInt64(tables.count)
         let host = try refcounts.allocate(n)
         try file.write(UnsafeRawBufferPointer(rebasing: data[0 ..< Int(n * cs)]), at: host)
+        guard let live = try l2Table(for: g, allocate: true), live === t else {
+            throw corrupt("L2 table for guest cluster \(g) changed during allocation")
+        }
         for (k, (t, index, m)) in tables.enumerated() {
             releaseHostClusters(of: m)
             t.entries[index] = (host + UInt64(k) * cs) | Qcow2Entry.copied

@@ -33,6 +33,8 @@ final class RefcountTable {
     private(set) var tableClusters: UInt64
     private var dirtyTableEntries = Set<Int>()
     private var blocks: [UInt64: RefcountBlock] = [:]
+    /// Every refcount block offset seen (cached or evicted), so a reload is not mistaken for overlap.
+    private var knownBlocks = Set<UInt64>()
     private let blockCapacity: Int
     private var clock: UInt64 = 0
     /// Lowest cluster index that may be free.
@@ -50,7 +52,7 @@ final class RefcountTable {
     /// Writes the new refcount table location into the header.
     var updateHeader: (_ offset: UInt64, _ clusters: UInt32) throws -> Void = { _, _ in }
 
-    init(file: ImageFile, header: Qcow2Header, fileSize: UInt64) throws {
+    init(file: ImageFile, header: Qcow2Header, fileSize: UInt64, cacheBytes: UInt64 = 16 << 20) throws {
         self.file = file
         clusterSize = header.clusterSize
         clusterBits = header.clusterBits
@@ -60,7 +62,7 @@ final class RefcountTable {
         tableOffset = header.refcountTableOffset
         tableClusters = UInt64(header.refcountTableClusters)
         endCluster = (fileSize + clusterSize - 1) / clusterSize
-        blockCapacity = max(4, Int((16 << 20) / clusterSize))
+        blockCapacity = max(4, Int(cacheBytes / clusterSize))
         var raw = [UInt8](repeating: 0, count: Int(UInt64(header.refcountTableClusters) * header.clusterSize))
         let at = header.refcountTableOffset
         try raw.withUnsafeMutableBytes { try file.read(into: $0, at: at) }
@@ -80,7 +82,7 @@ final class RefcountTable {
             throw corrupt("refcount table entry \(index) has reserved bits set (0x\(String(e, radix: 16)))")
         }
         if e == 0 { return 0 }
-        guard e / clusterSize < endCluster, e != 0 else {
+        guard e % clusterSize == 0, e / clusterSize < endCluster else {
             throw corrupt("refcount table entry \(index) points outside the file (offset \(e))")
         }
         if e == tableOffset || (e >= tableOffset && e < tableOffset + tableClusters * clusterSize) {
@@ -95,7 +97,7 @@ final class RefcountTable {
             b.lastUse = clock
             return b
         }
-        if isMetadata(offset / clusterSize) && !blocks.keys.contains(offset) {
+        if isMetadata(offset / clusterSize) && !knownBlocks.contains(offset) {
             // A refcount block that is also an L1/L2 table or the header: refuse.
             throw corrupt("refcount block at \(offset) overlaps other metadata")
         }
@@ -103,6 +105,7 @@ final class RefcountTable {
         try bytes.withUnsafeMutableBytes { try file.read(into: $0, at: offset) }
         let b = RefcountBlock(offset: offset, bytes: bytes)
         try insert(b)
+        knownBlocks.insert(offset)
         noteMetadata(offset / clusterSize)
         return b
     }
@@ -237,6 +240,7 @@ final class RefcountTable {
         let own = place / entriesPerBlock == UInt64(bi)
         if own { setValue(in: b, place % entriesPerBlock, 1) }
         try insert(b)
+        knownBlocks.insert(b.offset)
         table[bi] = place * clusterSize
         dirtyTableEntries.insert(bi)
         noteMetadata(place)
@@ -259,6 +263,7 @@ final class RefcountTable {
         b.dirty = true
         if selfDescribing { setValue(in: b, place - first, 1) }
         try insert(b)
+        knownBlocks.insert(b.offset)
         table[bi] = place * clusterSize
         dirtyTableEntries.insert(bi)
         noteMetadata(place)
@@ -326,7 +331,7 @@ final class RefcountTable {
         tableClusters = tableClustersNew
         dirtyTableEntries.removeAll()
         endCluster = max(endCluster, used.upperBound)
-        for b in newBlocks { try insert(b); noteMetadata(b.offset / clusterSize) }
+        for b in newBlocks { try insert(b); knownBlocks.insert(b.offset); noteMetadata(b.offset / clusterSize) }
         for c in used { noteMetadata(c) }
         // The old table is garbage now; a crash before this is written only leaks it.
         for k in 0 ..< oldClusters { try adjust(oldOffset / clusterSize + k, by: -1) }
