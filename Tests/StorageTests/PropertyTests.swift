@@ -14,13 +14,17 @@ extension DiskOp: @unchecked Sendable {}
         let cluster: UInt64
         let version: UInt32
         let backing: Bool
-        var description: String { "v\(version) \(cluster)-byte clusters\(backing ? " over a backing file" : "")" }
+        var tinyCache = false
+        var description: String {
+            "v\(version) \(cluster)-byte clusters\(backing ? " over a backing file" : "")\(tinyCache ? ", tiny metadata caches" : "")"
+        }
     }
 
     static let configs = [
         Config(cluster: 4096, version: 3, backing: false),
         Config(cluster: 65536, version: 3, backing: true),
         Config(cluster: 4096, version: 2, backing: true),
+        Config(cluster: 512, version: 3, backing: true, tinyCache: true),
     ]
 
     static let opGen = zip(Gen.int(in: 0 ... 9), Gen.int(in: 0 ... Int(size) - 1), Gen.int(in: 1 ... 20000), Gen.int(in: 0 ... 1 << 20))
@@ -57,7 +61,9 @@ extension DiskOp: @unchecked Sendable {}
             }
             try Qcow2Image.create(path: path, virtualSize: Self.size, options: options)
             do {
-                let img = try DiskImageOpener.open(path: path, format: .qcow2)
+                let img: DiskImage = config.tinyCache
+                    ? try Qcow2Image(file: ImageFile.open(path, readOnly: false), chain: BackingChain(top: path), cacheBytes: 1024)
+                    : try DiskImageOpener.open(path: path, format: .qcow2)
                 for op in ops {
                     try op.apply(to: img)
                     switch op {

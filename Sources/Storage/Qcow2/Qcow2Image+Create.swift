@@ -38,7 +38,8 @@ extension Qcow2Image {
             if size == nil { size = base.virtualSize }
             try base.close()
         }
-        guard let size else { throw StorageError(.invalidArgument, "a size is needed (no backing file to take it from)") }
+        guard var size else { throw StorageError(.invalidArgument, "a size is needed (no backing file to take it from)") }
+        size = (size + 511) & ~511 // whole sectors, as qemu-img does
         guard size <= Qcow2Header.maxVirtualSize else { throw StorageError(.invalidArgument, "size \(size) is too large") }
         let bits = UInt32(cs.trailingZeroBitCount)
         let l2Entries = cs / 8
