@@ -70,6 +70,15 @@ public struct DiskExtent: Equatable, Sendable {
 }
 
 extension DiskImage {
+    /// Conservative default for images with no direct file mapping (test doubles,
+    /// future formats): the engine then runs every request synchronously.
+    public func dataExtents(at offset: UInt64, length: UInt64, forWrite: Bool) throws -> [DiskExtent] {
+        try checkRange(offset, length)
+        return [DiskExtent(.synchronous, offset: offset, length: length)]
+    }
+
+    public var ioAlignment: Int { 1 }
+
     /// Checks `offset..<offset+length` lies inside the virtual disk, without overflow.
     func checkRange(_ offset: UInt64, _ length: UInt64) throws {
         let (end, overflow) = offset.addingReportingOverflow(length)

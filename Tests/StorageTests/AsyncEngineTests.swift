@@ -101,3 +101,44 @@ func engineRoundTrip(path: String, format: DiskFormat, synchronous: Bool, direct
         #expect(ext.allSatisfy { if case .host = $0.location { return true } else { return false } }, "\(ext)")
     }
 }
+
+/// A minimal in-memory image implementing only what a test double needs; the
+/// engine's default mapping sends everything through the synchronous path.
+final class MemoryImage: DiskImage {
+    var bytes: [UInt8]
+    init(size: Int) { bytes = [UInt8](repeating: 0, count: size) }
+    var virtualSize: UInt64 { UInt64(bytes.count) }
+    var isReadOnly: Bool { false }
+    var format: DiskFormat { .raw }
+    var path: String { "<memory>" }
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        try checkRange(offset, UInt64(buffer.count))
+        bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[Int(offset) ..< Int(offset) + buffer.count])) }
+    }
+    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        try checkRange(offset, UInt64(buffer.count))
+        bytes.replaceSubrange(Int(offset) ..< Int(offset) + buffer.count, with: buffer)
+    }
+    func flush() throws {}
+    func discard(at offset: UInt64, length: UInt64) throws { try writeZeroes(at: offset, length: length) }
+    func writeZeroes(at offset: UInt64, length: UInt64) throws {
+        try checkRange(offset, length)
+        bytes.replaceSubrange(Int(offset) ..< Int(offset + length), with: repeatElement(0, count: Int(length)))
+    }
+    func close() throws {}
+}
+
+@Suite struct EngineWithTestDoubleTests {
+    @Test func defaultMappingRunsSynchronously() throws {
+        let image = MemoryImage(size: 1 << 16)
+        let engine = try AsyncDiskEngine(image: image, queueDepth: 4)
+        let data = pattern(1000, seed: 3)
+        var done = 0
+        data.withUnsafeBytes { buf in
+            engine.submit(.write(offset: 500, buffers: [buf])) { #expect((try? $0.get()) == 1000); done += 1 }
+        }
+        engine.drain()
+        #expect(done == 1)
+        #expect(Array(image.bytes[500 ..< 1500]) == data)
+    }
+}
