@@ -1,4 +1,5 @@
 import ArgumentParser
+import Storage
 import Virtio
 import VMM
 
@@ -40,7 +41,7 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         let config = MachineConfig(kernelPath: kernel, initrdPath: initrd, commandLine: cmdline,
-                                   cpuCount: cpus, memorySize: try ByteSize.parse(memory),
+                                   cpuCount: cpus, memorySize: try ByteSize(parsing: memory).bytes,
                                    disks: try disks.map { try BlockDeviceConfig(parsing: $0) },
                                    networks: try networks.map { try NetDeviceConfig(parsing: $0) })
         let machine = try Machine(config: config)
