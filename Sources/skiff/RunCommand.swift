@@ -40,8 +40,11 @@ struct RunCommand: ParsableCommand {
     var networks: [String] = []
 
     func run() throws {
+        guard let memorySize = try? ByteSize(parsing: memory).bytes else {
+            throw ValidationError("invalid --memory '\(memory)': give a size such as 512M or 2G")
+        }
         let config = MachineConfig(kernelPath: kernel, initrdPath: initrd, commandLine: cmdline,
-                                   cpuCount: cpus, memorySize: try ByteSize(parsing: memory).bytes,
+                                   cpuCount: cpus, memorySize: memorySize,
                                    disks: try disks.map { try BlockDeviceConfig(parsing: $0) },
                                    networks: try networks.map { try NetDeviceConfig(parsing: $0) })
         let machine = try Machine(config: config)
