@@ -1,4 +1,5 @@
 import ArgumentParser
+import Storage
 import Virtio
 import VMM
 
@@ -39,8 +40,11 @@ struct RunCommand: ParsableCommand {
     var networks: [String] = []
 
     func run() throws {
+        guard let memorySize = try? ByteSize(parsing: memory).bytes else {
+            throw ValidationError("invalid --memory '\(memory)': give a size such as 512M or 2G")
+        }
         let config = MachineConfig(kernelPath: kernel, initrdPath: initrd, commandLine: cmdline,
-                                   cpuCount: cpus, memorySize: try ByteSize.parse(memory),
+                                   cpuCount: cpus, memorySize: memorySize,
                                    disks: try disks.map { try BlockDeviceConfig(parsing: $0) },
                                    networks: try networks.map { try NetDeviceConfig(parsing: $0) })
         let machine = try Machine(config: config)

@@ -10,7 +10,7 @@ struct CommandLineErrorTests {
         (["run", "--kernel", "/tmp"], "is a directory"),
         (["run", "--kernel", "/etc/hostname", "--memory", "0"], "--memory must be more than 0"),
         (["run", "--kernel", "/etc/hostname", "--memory", "64T"], "more than the host has"),
-        (["run", "--kernel", "/etc/hostname", "--memory", "12Q"], "unknown unit"),
+        (["run", "--kernel", "/etc/hostname", "--memory", "12Q"], "invalid --memory '12Q'"),
         (["run", "--kernel", "/etc/hostname", "--cpus", "0"], "--cpus must be between"),
         (["run", "--kernel", "/etc/hostname", "--cpus=-3"], "--cpus must be between"),
         (["run", "--kernel", "/etc/hostname", "--initrd", "/nonexistent"], "initrd file"),

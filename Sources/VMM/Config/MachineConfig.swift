@@ -1,4 +1,5 @@
 import Foundation
+import Storage
 import Virtio
 import X86
 
@@ -38,11 +39,11 @@ public struct MachineConfig: Sendable {
         }
         guard memorySize > 0 else { throw ConfigError("--memory must be more than 0") }
         guard memorySize >= MachineConfig.minimumMemory else {
-            throw ConfigError("--memory must be at least \(ByteSize.format(MachineConfig.minimumMemory)), got \(ByteSize.format(memorySize))")
+            throw ConfigError("--memory must be at least \(ByteSize(bytes: MachineConfig.minimumMemory).humanReadable), got \(ByteSize(bytes: memorySize).humanReadable)")
         }
         guard memorySize % 4096 == 0 else { throw ConfigError("--memory must be a multiple of 4 KiB") }
         if let hostMemory, memorySize > hostMemory {
-            throw ConfigError("--memory \(ByteSize.format(memorySize)) is more than the host has (\(ByteSize.format(hostMemory)))")
+            throw ConfigError("--memory \(ByteSize(bytes: memorySize).humanReadable) is more than the host has (\(ByteSize(bytes: hostMemory).humanReadable))")
         }
         try MachineConfig.checkReadableFile(kernelPath, what: "kernel")
         if let initrdPath { try MachineConfig.checkReadableFile(initrdPath, what: "initrd") }

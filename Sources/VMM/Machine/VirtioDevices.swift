@@ -1,5 +1,6 @@
 import Devices
 import Foundation
+import GuestMemory
 import KVM
 import Virtio
 import X86
@@ -34,5 +35,3 @@ struct VirtioDevices {
         resources.append(VirtioMMIODeviceResource(base: base, size: Layout.virtioMMIOSize, irq: irq))
     }
 }
-
-import GuestMemory

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// The project's guest Linux (kernel + initramfs + test cmdline), as located by
 /// scripts/guest-linux.sh and exported by scripts/test.sh.
@@ -25,5 +26,3 @@ enum GuestLinux {
     /// Generous: guest kernel code is emulated on a kvm_pvm host (minutes, not seconds).
     static var bootTimeout: Double { Host.isPVM ? 1500 : 120 }
 }
-
-import Testing
