@@ -7,64 +7,12 @@
  * `blk.bench=seq|rand|seqwrite|randwrite` instead measures throughput on the
  * first one.  See docs/firmware.md for the output and the on-disk pattern.
  */
-#include "irq.h"
-#include "virtio.h"
+#include "blk.h"
+
 
 const int fw_run_in_user_mode = 1;
 
-#define VIRTIO_BLK_F_SIZE_MAX	1
-#define VIRTIO_BLK_F_SEG_MAX	2
-#define VIRTIO_BLK_F_RO		5
-#define VIRTIO_BLK_F_BLK_SIZE	6
-#define VIRTIO_BLK_F_FLUSH	9
-#define VIRTIO_BLK_F_DISCARD	13
-#define VIRTIO_BLK_F_WRITE_ZEROES 14
-
-#define VIRTIO_BLK_T_IN		0
-#define VIRTIO_BLK_T_OUT	1
-#define VIRTIO_BLK_T_FLUSH	4
-#define VIRTIO_BLK_T_GET_ID	8
-#define VIRTIO_BLK_T_DISCARD	11
-#define VIRTIO_BLK_T_WRITE_ZEROES 13
-
-#define VIRTIO_BLK_S_OK		0
-#define VIRTIO_BLK_S_IOERR	1
-#define VIRTIO_BLK_S_UNSUPP	2
-
-#define SECTOR 512u
-#define NO_STATUS 0xff
-
-struct blk_hdr {
-	uint32_t type;
-	uint32_t reserved;
-	uint64_t sector;
-};
-
-struct blk_dwz {
-	uint64_t sector;
-	uint32_t num_sectors;
-	uint32_t flags;
-};
-
-/* Per-device scratch memory (outside the image, see layout.h). */
-#define DEV_MEM_SIZE	0x600000
-#define OFF_HDRS	0x3000	/* 256 slots x 32 bytes */
-#define OFF_STATUS	0x5000	/* 256 status bytes */
-#define OFF_MISC	0x6000	/* GET_ID buffer, discard/write-zeroes segments */
-#define OFF_DATA	0x10000
-#define DATA_SIZE	0x400000
-
-struct blk {
-	struct vdev *d;
-	struct vq q;
-	uintptr_t mem;
-	uint64_t capacity;	/* sectors */
-	uint32_t seg_max, size_max, blk_size;
-	int ro, timed_out;
-	unsigned per;		/* descriptors reserved per slot */
-};
-
-static int checks, failures;
+int checks, failures;
 static uint64_t seed;
 
 static void pass(const char *fmt, uint64_t a, uint64_t b)
@@ -83,10 +31,6 @@ static void fail(const char *fmt, uint64_t a, uint64_t b)
 	checks++;
 	failures++;
 }
-
-static inline struct blk_hdr *slot_hdr(struct blk *b, unsigned s) { return (struct blk_hdr *)(b->mem + OFF_HDRS + 32 * s); }
-static inline volatile uint8_t *slot_status(struct blk *b, unsigned s) { return (volatile uint8_t *)(b->mem + OFF_STATUS + s); }
-static inline uint8_t *data(struct blk *b) { return (uint8_t *)(b->mem + OFF_DATA); }
 
 static uint64_t pattern(uint64_t sector, unsigned word)
 {
@@ -116,7 +60,7 @@ static int64_t check_pattern(const uint8_t *buf, uint64_t sector, uint32_t nsec,
  * Build request `slot` (descriptors 4*slot .. 4*slot+nseg+1 must fit in the
  * queue): header, `len` bytes at `buf` in `nseg` pieces, status.  Pushes it.
  */
-static void blk_submit(struct blk *b, unsigned slot, uint32_t type, uint64_t sector,
+void blk_submit(struct blk *b, unsigned slot, uint32_t type, uint64_t sector,
 		       void *buf, uint32_t len, unsigned nseg, int device_writes)
 {
 	unsigned per = b->per;
@@ -209,7 +153,7 @@ static int blk_open(struct blk *b, struct vdev *d, uintptr_t mem)
 
 static int has(struct blk *b, int bit) { return !!(b->d->features & (1ull << bit)); }
 
-static unsigned segs(struct blk *b, unsigned want)
+unsigned segs(struct blk *b, unsigned want)
 {
 	if (b->seg_max && want > b->seg_max)
 		want = b->seg_max;
@@ -489,112 +433,6 @@ static void blk_check(struct blk *b)
 		pass("check pattern in %lu sectors at 0", na, 0);
 	else
 		fail("check pattern: status %ld, first difference at byte %ld", (uint64_t)(int64_t)st, (uint64_t)bad);
-}
-
-static uint64_t xorshift(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
-static void blk_bench(struct blk *b, const char *mode, size_t mlen)
-{
-	int rnd = mlen >= 4 && memcmp(mode, "rand", 4) == 0;
-	int wr = (mlen == 8 && memcmp(mode, "seqwrite", 8) == 0) || (mlen == 9 && memcmp(mode, "randwrite", 9) == 0);
-	if (!rnd && !(mlen >= 3 && memcmp(mode, "seq", 3) == 0)) {
-		printf("blk: FAIL unknown blk.bench mode\n");
-		failures++;
-		return;
-	}
-	if (wr && b->ro) {
-		printf("blk: FAIL write benchmark on a read-only disk\n");
-		failures++;
-		return;
-	}
-	uint64_t bs = cmdline_u64("blk.bs", rnd ? 4096 : 131072);
-	uint64_t qd = cmdline_u64("blk.qd", rnd ? 32 : 8);
-	uint64_t secs = cmdline_u64("blk.secs", 5);
-	uint64_t span = cmdline_u64("blk.span", 1ull << 30);
-	if (bs < SECTOR || bs % SECTOR)
-		bs = 4096;
-	unsigned nseg = segs(b, (unsigned)((bs + 65535) / 65536));
-	if (b->size_max && bs / nseg > b->size_max)
-		nseg = segs(b, (unsigned)((bs + b->size_max - 1) / b->size_max));
-	if (nseg > 14)
-		nseg = 14;
-	unsigned per = nseg + 2;
-	b->per = per;
-	if (qd < 1)
-		qd = 1;
-	if (qd > b->q.num / per)
-		qd = b->q.num / per;
-	if (qd * bs > DATA_SIZE)
-		qd = DATA_SIZE / bs;
-	if (span > b->capacity * SECTOR)
-		span = b->capacity * SECTOR;
-	uint64_t nblocks = span / bs;
-	if (!qd || !nblocks) {
-		printf("blk: FAIL bench parameters (bs %lu, disk too small?)\n", bs);
-		failures++;
-		return;
-	}
-	uint64_t khz = tsc_khz();
-	if (!khz) {
-		printf("blk: FAIL bench needs the TSC frequency (tsc_khz=)\n");
-		failures++;
-		return;
-	}
-	printf("blk: bench %.*s bs=%lu qd=%lu secs=%lu span=%lu tsc_khz=%lu\n",
-	       (int)mlen, mode, bs, qd, secs, nblocks * bs, khz);
-	uint64_t rng = 0x243F6A8885A308D3ull, next = 0, ops = 0, errors = 0;
-	uint64_t t0 = rdtsc(), end = t0 + secs * 1000 * khz, tlast = t0;
-	uint32_t type = wr ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN;
-	for (unsigned s = 0; s < qd; s++) {
-		uint64_t blkno = rnd ? xorshift(&rng) % nblocks : next++ % nblocks;
-		blk_submit(b, s, type, blkno * bs / SECTOR, data(b) + s * bs, (uint32_t)bs, nseg, !wr);
-	}
-	vq_kick(&b->q);
-	uint64_t inflight = qd;
-	int stopping = 0;
-	while (inflight) {
-		uint32_t id, len;
-		int got = 0;
-		while (vq_poll(&b->q, &id, &len)) {
-			unsigned s = id / per;
-			inflight--;
-			ops++;
-			if (*slot_status(b, s) != VIRTIO_BLK_S_OK)
-				errors++;
-			if (!stopping) {
-				uint64_t blkno = rnd ? xorshift(&rng) % nblocks : next++ % nblocks;
-				blk_submit(b, s, type, blkno * bs / SECTOR, data(b) + s * bs, (uint32_t)bs, nseg, !wr);
-				inflight++;
-				got = 1;
-			}
-		}
-		uint64_t now = rdtsc();
-		if (got)
-			vq_kick(&b->q), tlast = now;
-		if (!stopping && now >= end)
-			stopping = 1;
-		if (now - tlast > 10000 * khz) {
-			printf("blk: FAIL bench stalled with %lu requests in flight\n", inflight);
-			failures++;
-			return;
-		}
-	}
-	uint64_t cycles = rdtsc() - t0;
-	uint64_t us = cycles * 1000 / khz;
-	uint64_t bytes = ops * bs;
-	uint64_t mibs_x100 = us ? bytes * 100 / us * 1000000 / (1 << 20) : 0;
-	uint64_t iops = us ? ops * 1000000 / us : 0;
-	printf("blk: bench result mode=%.*s ops=%lu bytes=%lu usecs=%lu errors=%lu MiB/s=%lu.%02lu IOPS=%lu notifies=%lu\n",
-	       (int)mlen, mode, ops, bytes, us, errors, mibs_x100 / 100, mibs_x100 % 100, iops, b->q.notifies);
-	if (errors)
-		failures++;
 }
 
 int main(void)
