@@ -25,6 +25,11 @@ public protocol VirtioDevice: AnyObject {
     func queueNotified(_ index: Int)
     /// The driver reset the device: forget the context and any request in flight.
     func reset()
+    /// The VM is ending and the event loop has stopped: complete every request
+    /// accepted so far, make what the guest wrote durable, and release the
+    /// backend. Called once; an error means guest data may not have reached the
+    /// host, and is reported to the user.
+    func shutdown() throws
 }
 
 /// Shared helpers for devices' configuration space.

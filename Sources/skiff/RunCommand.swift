@@ -49,8 +49,10 @@ struct RunCommand: ParsableCommand {
                                    networks: try networks.map { try NetDeviceConfig(parsing: $0) })
         let machine = try Machine(config: config)
         let exit = machine.run()
-        if case .crashed = exit {
-            printError("skiff: \(exit.summary)")
+        switch exit {
+        case .crashed: printError("skiff: \(exit.summary)")
+        case .failed: printError("skiff: error: \(exit.summary)")
+        default: break
         }
         throw ExitCode(exit.exitStatus)
     }

@@ -90,9 +90,12 @@ final class RunningLoop {
     let loop: EventLoop
     init() throws {
         loop = try EventLoop()
-        loop.start(name: "test-events")
+        try loop.start(name: "test-events")
     }
-    deinit { loop.stop() }
+    deinit {
+        loop.stop()
+        loop.join()
+    }
 }
 
 /// Guest RAM for device tests: 4 MiB at 0.

@@ -28,6 +28,7 @@ final class RecordingDevice: VirtioDevice, @unchecked Sendable {
     }
     func queueNotified(_ index: Int) { record("notify \(index)") }
     func reset() { context = nil; record("reset") }
+    func shutdown() throws { record("shutdown") }
 }
 
 private let version1 = VirtioFeature.version1

@@ -422,6 +422,27 @@ static void blk_interrupt(struct blk *b, uint8_t vector)
 		       b->d->irq, vector, st, got, isr), checks++, failures++;
 }
 
+/*
+ * blk.mode=write-and-wait: the pipelined writes (no FLUSH after them), then
+ * wait to be ended from the host — the VMM's teardown must still make them
+ * durable (SIGTERM, Ctrl-A x).
+ */
+static void blk_write_and_wait(struct blk *b)
+{
+	if (b->capacity < CONC_FIRST + CONC_BLOCKS * CONC_SECTORS || b->ro) {
+		fail("write-and-wait needs a writable disk of %lu sectors", CONC_FIRST + CONC_BLOCKS * CONC_SECTORS, 0);
+		return;
+	}
+	int bad = blk_pipeline(b, VIRTIO_BLK_T_OUT);
+	if (bad) {
+		fail("pipelined writes: %ld failed", (uint64_t)(int64_t)bad, 0);
+		return;
+	}
+	printf("blk: wrote %d 4 KiB blocks at sector %d, waiting\n", CONC_BLOCKS, CONC_FIRST);
+	for (;;)
+		cpu_relax();
+}
+
 /* Read-only check of region A (e.g. after a restore or on another VMM). */
 static void blk_check(struct blk *b)
 {
@@ -471,6 +492,8 @@ int main(void)
 		}
 		if (mode && mlen == 5 && memcmp(mode, "check", 5) == 0)
 			blk_check(b);
+		else if (mode && mlen == 14 && memcmp(mode, "write-and-wait", 14) == 0)
+			blk_write_and_wait(b);
 		else {
 			blk_test(b);
 			blk_concurrent(b);

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <unistd.h>
 #include <termios.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
 
 // MARK: - ioctl without varargs
 
@@ -126,6 +128,8 @@ static inline int ckvm_memfd_create(const char *name, unsigned int flags) {
 }
 static inline int ckvm_sigrtmin(void) { return SIGRTMIN; }
 static inline pid_t ckvm_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+/// Names the calling thread (prctl is variadic); at most 15 bytes are kept.
+static inline int ckvm_set_thread_name(const char *name) { return prctl(PR_SET_NAME, (unsigned long)name, 0UL, 0UL, 0UL); }
 
 // Layouts the Swift side relies on.
 _Static_assert(sizeof(struct kvm_regs) == 144, "kvm_regs layout");

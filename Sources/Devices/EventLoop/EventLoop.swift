@@ -7,6 +7,11 @@ import Glibc
 /// The device event loop: one thread blocked in epoll_wait, calling a handler when
 /// its file descriptor (ioeventfd, TAP, libaio eventfd, stdin…) becomes readable.
 /// Device I/O happens here, never on a vCPU thread.
+///
+/// Lifetime: `start()` runs the loop on a joinable thread; `stop()` then `join()`
+/// end it, after which no handler runs any more and the devices can be drained
+/// and closed from the joining thread. If epoll itself fails the loop ends and
+/// calls `onFailure`: every device would be dead, so the VM must end too.
 public final class EventLoop: @unchecked Sendable {
     public typealias Handler = (_ events: UInt32) -> Void
 
@@ -17,16 +22,20 @@ public final class EventLoop: @unchecked Sendable {
             self.operation = operation
             self.errno = errno
         }
-        public var description: String { "\(operation) failed: \(String(cString: strerror(errno)))" }
+        public var description: String {
+            errno == 0 ? "\(operation) failed" : "\(operation) failed: \(String(cString: strerror(errno)))"
+        }
     }
 
-    private let epollFD: Int32
+    let epollFD: Int32  // internal for the failure test
     private let wakeFD: Int32
     private var handlers: [Int32: Handler] = [:]
     private var pending: [() -> Void] = []
     private let lock = NSLock()
-    private var thread: Thread?
+    private var thread: JoinableThread?
     private var stopping = false
+    /// Called on the loop thread when the loop ends because epoll failed.
+    public var onFailure: ((Failure) -> Void)?
 
     public init() throws {
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -76,27 +85,40 @@ public final class EventLoop: @unchecked Sendable {
         _ = Glibc.write(wakeFD, &one, 8)
     }
 
-    /// Starts the loop on its own thread.
-    public func start(name: String = "skiff-events") {
-        let t = Thread { [self] in self.run() }
-        t.name = name
-        thread = t
-        t.start()
+    /// Starts the loop on its own (joinable) thread.
+    public func start(name: String = "skiff-events") throws {
+        precondition(thread == nil, "event loop started twice")
+        thread = try JoinableThread(name: name) { [self] in
+            do {
+                try run()
+            } catch let failure as Failure {
+                onFailure?(failure)
+            } catch {
+                onFailure?(Failure(operation: "\(error)", errno: 0))
+            }
+        }
     }
 
-    /// Asks the loop to return after the current round.
+    /// Asks the loop to return after the current round (from any thread).
     public func stop() {
         execute { [self] in stopping = true }
     }
 
-    /// Runs the loop on the calling thread until `stop()`.
-    public func run() {
+    /// Waits until the loop thread started by `start()` has returned; call after
+    /// `stop()`. A no-op when the loop was never started.
+    public func join() {
+        lock.lock(); let t = thread; thread = nil; lock.unlock()
+        t?.join()
+    }
+
+    /// Runs the loop on the calling thread until `stop()`; throws if epoll fails.
+    public func run() throws {
         var events = [epoll_event](repeating: epoll_event(), count: 32)
         while true {
             let n = epoll_wait(epollFD, &events, Int32(events.count), -1)
             if n < 0 {
                 if errno == EINTR { continue }
-                return
+                throw Failure(operation: "epoll_wait", errno: errno)
             }
             for i in 0..<Int(n) {
                 let fd = events[i].data.fd

@@ -36,6 +36,13 @@ final class ConsoleInput: @unchecked Sendable {
         watching = (try? loop.add(STDIN_FILENO) { [weak self] _ in self?.readInput() }) != nil
     }
 
+    /// Stops reading stdin (call after the event loop has stopped).
+    func stop() {
+        if watching { loop.remove(STDIN_FILENO) }
+        watching = false
+        serial.onReceiveDrained = nil
+    }
+
     private func readInput() {
         var buffer = [UInt8](repeating: 0, count: 256)
         let n = read(STDIN_FILENO, &buffer, buffer.count)

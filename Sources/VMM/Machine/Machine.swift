@@ -1,3 +1,4 @@
+import CKVM
 import Devices
 import Foundation
 import GuestMemory
@@ -19,16 +20,22 @@ public final class Machine: @unchecked Sendable {
     let serial: Serial8250
     private(set) var virtio = VirtioDevices()
     private var vcpuThreads: [VCPUThread] = []
+    private let gate = VCPUGate()
     private var keepAlive: [AnyObject] = []
+    /// Kept for the VM's life: it feeds stdin to the UART until teardown.
+    private var console: ConsoleInput?
 
     private let lock = NSLock()
     private var exitReason: MachineExit?
-    private let stopped = DispatchSemaphore(value: 0)
+    /// Written once by `stop`; `run` waits on it (with the termination signals).
+    private let stopFD: Int32
 
     /// Builds the whole VM from a validated config; nothing runs yet.
     public init(config: MachineConfig, output: @escaping (UInt8) -> Void = Machine.writeToStdout) throws {
         try config.validate()
         self.config = config
+        stopFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        guard stopFD >= 0 else { throw KVMError("eventfd", errno: errno) }
         kvm = try KVM()
         vm = try kvm.createVM()
         events = try EventLoop()
@@ -79,41 +86,103 @@ public final class Machine: @unchecked Sendable {
             let vcpu = try vm.createVCPU(id: id)
             try VCPUSetup.configure(vcpu, supportedCPUID: supportedCPUID, cpuCount: config.cpuCount)
             if id == 0 { try VCPUSetup.setBootRegisters(vcpu, boot) }
-            vcpuThreads.append(VCPUThread(vcpu: vcpu, pio: pio, mmio: mmio,
-                                          isStopping: { [unowned(unsafe) self] in self.isStopping },
+            vcpuThreads.append(VCPUThread(vcpu: vcpu, pio: pio, mmio: mmio, gate: gate,
                                           onExit: { [unowned(unsafe) self] in self.stop($0) }))
         }
     }
 
-    /// Starts the event loop and the vCPUs; returns when the guest is gone.
+    deinit { close(stopFD) }
+
+    /// Starts the event loop and the vCPUs; returns when the guest is gone and
+    /// everything is torn down (see `tearDown`).
     public func run(attachConsole: Bool = true) -> MachineExit {
-        Terminal.installTerminationHandlers()
+        // Before any thread starts, so that all of them inherit the blocked mask.
+        let signals: TerminationSignals
+        do {
+            signals = try TerminationSignals()
+        } catch {
+            return .failed("\(error)")
+        }
         if attachConsole {
             let raw = Terminal.enterRawMode()
-            ConsoleInput(serial: serial, loop: events, escapeEnabled: raw) { [unowned(unsafe) self] in
+            let input = ConsoleInput(serial: serial, loop: events, escapeEnabled: raw) { [unowned(unsafe) self] in
                 self.stop(.quitFromConsole)
-            }.start()
+            }
+            input.start()
+            console = input
         }
         VCPUThread.installKickHandler()
-        events.start()
-        for t in vcpuThreads { t.start() }
+        events.onFailure = { [unowned(unsafe) self] failure in
+            self.stop(.failed("device event loop: \(failure); the devices cannot work without it"))
+        }
+        do {
+            try events.start()
+            for t in vcpuThreads { try t.start() }
+        } catch {
+            stop(.failed("starting the VM: \(error)"))
+        }
 
-        stopped.wait()
-        for t in vcpuThreads { t.kick() }
-        for t in vcpuThreads { t.join() }
-        events.stop()
+        waitForStop(signals: signals)
+        let reason = tearDown()
         Terminal.restore()
-        lock.lock(); defer { lock.unlock() }
-        return exitReason ?? .crashed("stopped without a reason")
+        return reason
     }
 
-    /// Ends the VM; the first reason wins. Safe from any thread.
+    /// Blocks until `stop` is called or a termination signal arrives.
+    private func waitForStop(signals: TerminationSignals) {
+        var fds = [pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: signals.fileDescriptor, events: Int16(POLLIN), revents: 0)]
+        while !isStopping {
+            let n = poll(&fds, nfds_t(fds.count), -1)
+            if n < 0 && errno != EINTR {
+                stop(.failed("poll on the stop event: \(String(cString: strerror(errno)))"))
+            }
+            if let signal = signals.take() {
+                stop(.terminated(signal: signal))
+                signals.escalate()  // a second one, should the teardown hang, ends the process
+            }
+        }
+    }
+
+    /// Ends the VM in an order that loses nothing: vCPUs out of KVM_RUN and
+    /// joined (no new MMIO), the event loop stopped and joined (no handler runs
+    /// any more), then each device completes the requests it accepted and makes
+    /// the guest's writes durable (qcow2 metadata is cached write-back). A device
+    /// that fails that turns a clean exit into a failure.
+    private func tearDown() -> MachineExit {
+        gate.set(.stop)
+        for t in vcpuThreads { t.join() }
+        events.stop()
+        events.join()
+        console?.stop()
+        console = nil
+        var problems: [String] = []
+        for (index, transport) in virtio.transports.enumerated() {
+            do {
+                try transport.shutdown()
+            } catch {
+                problems.append("virtio device \(index): \(error)")
+            }
+        }
+        lock.lock(); defer { lock.unlock() }
+        let reason = exitReason ?? .failed("stopped without a reason")
+        guard !problems.isEmpty else { return reason }
+        let why = problems.joined(separator: "; ") + " (guest writes since its last flush may be lost)"
+        if case .crashed(let crash) = reason { return .crashed(crash + "; " + why) }
+        return .failed(why)
+    }
+
+    /// Ends the VM; the first reason wins. Safe from any thread, but not from a
+    /// signal handler.
     public func stop(_ reason: MachineExit) {
         lock.lock()
         let first = exitReason == nil
         if first { exitReason = reason }
         lock.unlock()
-        if first { stopped.signal() }
+        if first {
+            var one: UInt64 = 1
+            _ = Glibc.write(stopFD, &one, 8)
+        }
     }
 
     var isStopping: Bool {

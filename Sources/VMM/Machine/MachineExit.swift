@@ -5,13 +5,18 @@ public enum MachineExit: Equatable, Sendable {
     case rebooted
     /// Ctrl-A x on the console.
     case quitFromConsole
-    /// Triple fault, KVM internal error, or a VMM failure; the message carries the registers.
+    /// Triple fault or KVM internal error; the message carries the registers.
     case crashed(String)
+    /// SIGTERM, SIGINT, SIGHUP or SIGQUIT (the number); the VM was shut down in order.
+    case terminated(signal: Int32)
+    /// The VMM itself failed (a dead event loop, a disk that could not be flushed…).
+    case failed(String)
 
     public var exitStatus: Int32 {
         switch self {
         case .poweredOff, .rebooted, .quitFromConsole: return 0
-        case .crashed: return 1
+        case .crashed, .failed: return 1
+        case .terminated(let signal): return 128 + signal  // as a shell reports a signal
         }
     }
 
@@ -21,6 +26,8 @@ public enum MachineExit: Equatable, Sendable {
         case .rebooted: return "guest rebooted"
         case .quitFromConsole: return "quit from the console (Ctrl-A x)"
         case .crashed(let why): return "guest crashed: \(why)"
+        case .terminated(let signal): return "terminated by signal \(signal)"
+        case .failed(let why): return why
         }
     }
 }

@@ -3,27 +3,26 @@ import Devices
 import Foundation
 import KVM
 
-/// Runs one vCPU on a dedicated OS thread: KVM_RUN, dispatch the exit to the
-/// port-I/O or MMIO bus, repeat until the machine stops. Another thread stops
-/// it with `kick()` (immediate_exit + a signal that interrupts KVM_RUN).
+/// Runs one vCPU on a dedicated, joinable OS thread: KVM_RUN, dispatch the exit
+/// to the port-I/O or MMIO bus, repeat. Before every KVM_RUN the thread asks the
+/// machine's `VCPUGate` what to do (run, park while paused, or stop); `kick()`
+/// gets it out of KVM_RUN (immediate_exit + a signal) to read a new request.
 final class VCPUThread: @unchecked Sendable {
     let vcpu: VCPU
     private let pio: Bus
     private let mmio: Bus
+    private let gate: VCPUGate
     private let onExit: (MachineExit) -> Void
-    private let isStopping: () -> Bool
-    private var thread: pthread_t?
-    private let started = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
+    private var thread: JoinableThread?
 
     /// The signal used to kick vCPUs out of KVM_RUN.
     static var kickSignal: Int32 { ckvm_sigrtmin() }
 
-    init(vcpu: VCPU, pio: Bus, mmio: Bus, isStopping: @escaping () -> Bool, onExit: @escaping (MachineExit) -> Void) {
+    init(vcpu: VCPU, pio: Bus, mmio: Bus, gate: VCPUGate, onExit: @escaping (MachineExit) -> Void) {
         self.vcpu = vcpu
         self.pio = pio
         self.mmio = mmio
-        self.isStopping = isStopping
+        self.gate = gate
         self.onExit = onExit
     }
 
@@ -37,37 +36,36 @@ final class VCPUThread: @unchecked Sendable {
         sigaction(kickSignal, &action, nil)
     }
 
-    func start() {
-        let t = Thread { [self] in
+    func start() throws {
+        thread = try JoinableThread(name: "skiff-vcpu\(vcpu.id)", stackSize: 1 << 20) { [self] in
             // A parent may have started us with signals blocked (masks are
             // inherited); the kick must get through or KVM_RUN never returns.
             var unblock = sigset_t()
             sigemptyset(&unblock)
             sigaddset(&unblock, VCPUThread.kickSignal)
             pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
-            thread = pthread_self()
-            started.signal()
             runLoop()
-            finished.signal()
         }
-        t.name = "skiff-vcpu\(vcpu.id)"
-        t.stackSize = 1 << 20
-        t.start()
-        started.wait()
     }
 
+    /// Gets the thread out of KVM_RUN so it reads the gate again. Safe until
+    /// `join()`: a joinable thread's ID stays valid after it returns.
     func kick() {
         vcpu.requestImmediateExit()
-        if let thread { pthread_kill(thread, VCPUThread.kickSignal) }
+        if let thread { pthread_kill(thread.pthread, VCPUThread.kickSignal) }
     }
 
-    /// Waits for the thread to leave its loop, kicking it until it does.
+    /// Waits for the thread to return; the gate must say `stop` (or the vCPU have
+    /// ended by itself). Kicks once more in case it is in KVM_RUN.
     func join() {
-        while finished.wait(timeout: .now() + .milliseconds(50)) == .timedOut { kick() }
+        guard let thread else { return }
+        kick()
+        thread.join()
+        self.thread = nil
     }
 
     private func runLoop() {
-        while !isStopping() {
+        while gate.shouldRun() {
             let exit: VCPUExit
             do {
                 exit = try vcpu.run()

@@ -79,6 +79,13 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
         }
     }
 
+    /// Ends the device for good (the VM is going away, the event loop has
+    /// stopped): see `VirtioDevice.shutdown()`.
+    public func shutdown() throws {
+        lock.lock(); defer { lock.unlock() }
+        try device.shutdown()
+    }
+
     /// The kernel command-line word that describes a device at `base` with `irq`
     /// to Linux guests without ACPI, e.g. `virtio_mmio.device=4K@0xd0000000:5`.
     public static func kernelCommandLineArgument(base: UInt64, irq: UInt32) -> String {

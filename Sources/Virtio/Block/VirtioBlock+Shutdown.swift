@@ -1,0 +1,11 @@
+import Storage
+
+extension VirtioBlock {
+    /// Completes the requests in flight, then flushes and closes the image: for
+    /// qcow2 that writes the cached L2 tables and refcounts, without which data
+    /// written since the guest's last FLUSH would be unreachable in the file.
+    public func shutdown() throws {
+        engine.drain()
+        try image.close()
+    }
+}

@@ -1,0 +1,45 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import Devices
+
+struct EventLoopTests {
+    /// `stop` + `join` return only after the loop thread is gone, and every
+    /// handler that ran did so before `join` returned.
+    @Test func joinWaitsForTheLoopThread() throws {
+        let loop = try EventLoop()
+        let ran = Atomic<Int>(0)
+        try loop.start(name: "test-join")
+        for _ in 0..<100 { loop.execute { ran.add(1, ordering: .relaxed) } }
+        loop.stop()
+        loop.join()
+        let after = ran.load(ordering: .relaxed)
+        #expect(after == 100)
+        loop.execute { ran.add(1, ordering: .relaxed) }  // queued, never run: the loop is gone
+        usleep(20_000)
+        #expect(ran.load(ordering: .relaxed) == after)
+    }
+
+    /// An epoll failure must not leave the VM running with dead devices: the
+    /// loop ends and reports it (it used to return silently).
+    @Test func anEpollFailureIsReported() throws {
+        let loop = try EventLoop()
+        let reported = Mutex<EventLoop.Failure?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        loop.onFailure = { failure in
+            reported.withLock { $0 = failure }
+            done.signal()
+        }
+        try loop.start(name: "test-fail")
+        // Swap the epoll fd for a plain file: the next epoll_wait fails with EINVAL.
+        let null = open("/dev/null", O_RDONLY)
+        #expect(dup2(null, loop.epollFD) == loop.epollFD)
+        close(null)
+        loop.execute {}  // wakes the wait in progress, which still used the old epoll
+        #expect(done.wait(timeout: .now() + 5) == .success, "the loop did not report the failure")
+        loop.join()
+        let failure = reported.withLock { $0 }
+        #expect(failure?.operation == "epoll_wait")
+        #expect(failure?.errno == EINVAL)
+    }
+}
