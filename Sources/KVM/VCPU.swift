@@ -42,6 +42,17 @@ public final class VCPU: @unchecked Sendable {
         return VCPUExit(run: shared)
     }
 
+    /// Tells the guest's kvmclock that the host stopped this vCPU (a pause), so
+    /// its watchdogs do not report a soft lockup for the time it was stopped.
+    /// Returns false when the guest does not use kvmclock (KVM says EINVAL).
+    @discardableResult
+    public func notifyHostPause() throws -> Bool {
+        if ckvm_ioctl(fileDescriptor, CKVM_KVMCLOCK_CTRL) == 0 { return true }
+        let e = errno
+        if e == EINVAL { return false }
+        throw KVMError("KVM_KVMCLOCK_CTRL on vCPU \(id)", errno: e)
+    }
+
     /// Makes the next (or current) KVM_RUN return at once; pair with a signal to
     /// the vCPU thread so a run already inside the guest is interrupted too.
     public func requestImmediateExit() {

@@ -25,6 +25,10 @@ public protocol VirtioDevice: AnyObject {
     func queueNotified(_ index: Int)
     /// The driver reset the device: forget the context and any request in flight.
     func reset()
+    /// The VM is pausing (on the event loop thread, vCPUs already stopped):
+    /// complete every request in flight, so that guest memory and the device's
+    /// state stay still until the VM resumes. New work waits for the resume.
+    func quiesce()
     /// The VM is ending and the event loop has stopped: complete every request
     /// accepted so far, make what the guest wrote durable, and release the
     /// backend. Called once; an error means guest data may not have reached the

@@ -29,6 +29,7 @@ final class RecordingDevice: VirtioDevice, @unchecked Sendable {
     func queueNotified(_ index: Int) { record("notify \(index)") }
     func reset() { context = nil; record("reset") }
     func shutdown() throws { record("shutdown") }
+    func quiesce() { record("quiesce") }
 }
 
 private let version1 = VirtioFeature.version1

@@ -36,6 +36,11 @@ public final class EventLoop: @unchecked Sendable {
     private var stopping = false
     /// Called on the loop thread when the loop ends because epoll failed.
     public var onFailure: ((Failure) -> Void)?
+    /// Parking (VM pause): the loop thread waits here, running no handler.
+    private let parking = NSCondition()
+    private var parkHeld = false
+    private var parked = false
+    private var ended = false
 
     public init() throws {
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -96,7 +101,42 @@ public final class EventLoop: @unchecked Sendable {
             } catch {
                 onFailure?(Failure(operation: "\(error)", errno: 0))
             }
+            parking.lock(); ended = true; parking.broadcast(); parking.unlock()
         }
+    }
+
+    /// Runs `work` on the loop thread, then holds the thread there — no handler
+    /// runs, so no virtqueue, TAP or disk completion is touched — until
+    /// `unpark()`. Returns once the thread is held (true), or false if the loop
+    /// is not running. For pausing the VM: state read while parked is stable.
+    @discardableResult
+    public func park(after work: @escaping () -> Void) -> Bool {
+        lock.lock(); let started = thread != nil; lock.unlock()
+        guard started else { return false }
+        parking.lock()
+        guard !ended, !parkHeld else { parking.unlock(); return !ended && parked }
+        parkHeld = true
+        parking.unlock()
+        execute { [self] in
+            work()
+            parking.lock()
+            parked = true
+            parking.broadcast()
+            while parkHeld { parking.wait() }
+            parked = false
+            parking.unlock()
+        }
+        parking.lock(); defer { parking.unlock() }
+        while !parked && !ended { parking.wait() }
+        return parked
+    }
+
+    /// Lets a parked loop run again.
+    public func unpark() {
+        parking.lock()
+        parkHeld = false
+        parking.broadcast()
+        parking.unlock()
     }
 
     /// Asks the loop to return after the current round (from any thread).

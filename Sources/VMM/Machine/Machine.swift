@@ -19,14 +19,21 @@ public final class Machine: @unchecked Sendable {
     let events: EventLoop
     let serial: Serial8250
     private(set) var virtio = VirtioDevices()
-    private var vcpuThreads: [VCPUThread] = []
-    private let gate = VCPUGate()
+    var vcpuThreads: [VCPUThread] = []
+    let gate = VCPUGate()
     private var keepAlive: [AnyObject] = []
     /// Kept for the VM's life: it feeds stdin to the UART until teardown.
     private var console: ConsoleInput?
 
-    private let lock = NSLock()
+    /// Guards `exitReason` and `lifecycle`.
+    let lock = NSLock()
     private var exitReason: MachineExit?
+    /// The run state; every change goes through `lifecycle.move(to:)` under `lock`.
+    var lifecycle = VMLifecycle()
+    /// Serialises pause, resume and the other control requests.
+    let control = NSLock()
+    /// When `run` started the vCPUs (for uptime).
+    var startedAt: ContinuousClock.Instant?
     /// Written once by `stop`; `run` waits on it (with the termination signals).
     private let stopFD: Int32
 
@@ -117,6 +124,10 @@ public final class Machine: @unchecked Sendable {
         }
         do {
             try events.start()
+            lock.withLock {
+                try? lifecycle.move(to: .running)
+                startedAt = .now
+            }
             for t in vcpuThreads { try t.start() }
         } catch {
             stop(.failed("starting the VM: \(error)"))
@@ -152,6 +163,7 @@ public final class Machine: @unchecked Sendable {
     private func tearDown() -> MachineExit {
         gate.set(.stop)
         for t in vcpuThreads { t.join() }
+        events.unpark()  // a paused VM's loop is parked; it must run to see the stop
         events.stop()
         events.join()
         console?.stop()
@@ -165,6 +177,7 @@ public final class Machine: @unchecked Sendable {
             }
         }
         lock.lock(); defer { lock.unlock() }
+        try? lifecycle.move(to: .stopped)
         let reason = exitReason ?? .failed("stopped without a reason")
         guard !problems.isEmpty else { return reason }
         let why = problems.joined(separator: "; ") + " (guest writes since its last flush may be lost)"
@@ -177,7 +190,10 @@ public final class Machine: @unchecked Sendable {
     public func stop(_ reason: MachineExit) {
         lock.lock()
         let first = exitReason == nil
-        if first { exitReason = reason }
+        if first {
+            exitReason = reason
+            try? lifecycle.move(to: .shuttingDown)
+        }
         lock.unlock()
         if first {
             var one: UInt64 = 1

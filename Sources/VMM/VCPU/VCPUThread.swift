@@ -1,6 +1,7 @@
 import CKVM
 import Devices
 import Foundation
+import Synchronization
 import KVM
 
 /// Runs one vCPU on a dedicated, joinable OS thread: KVM_RUN, dispatch the exit
@@ -14,6 +15,8 @@ final class VCPUThread: @unchecked Sendable {
     private let gate: VCPUGate
     private let onExit: (MachineExit) -> Void
     private var thread: JoinableThread?
+    /// KVM_RUN exits handled so far (for `vm.info`).
+    let exits = Atomic<UInt64>(0)
 
     /// The signal used to kick vCPUs out of KVM_RUN.
     static var kickSignal: Int32 { ckvm_sigrtmin() }
@@ -66,6 +69,7 @@ final class VCPUThread: @unchecked Sendable {
 
     private func runLoop() {
         while gate.shouldRun() {
+            defer { exits.add(1, ordering: .relaxed) }
             let exit: VCPUExit
             do {
                 exit = try vcpu.run()

@@ -251,7 +251,7 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
         }
     }
 
-    private func signalIfCompleted() {
+    func signalIfCompleted() {
         guard completedSinceSignal, let context else { return }
         completedSinceSignal = false
         context.signalUsed(queue: 0)

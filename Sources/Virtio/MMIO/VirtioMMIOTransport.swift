@@ -79,6 +79,12 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
         }
     }
 
+    /// The VM pauses: see `VirtioDevice.quiesce()`. On the event loop thread.
+    public func quiesce() {
+        lock.lock(); defer { lock.unlock() }
+        device.quiesce()
+    }
+
     /// Ends the device for good (the VM is going away, the event loop has
     /// stopped): see `VirtioDevice.shutdown()`.
     public func shutdown() throws {

@@ -1,6 +1,13 @@
 import Storage
 
 extension VirtioBlock {
+    /// Completes the requests in flight (used ring updated, interrupt raised —
+    /// the guest sees it when it resumes).
+    public func quiesce() {
+        engine.drain()
+        signalIfCompleted()
+    }
+
     /// Completes the requests in flight, then flushes and closes the image: for
     /// qcow2 that writes the cached L2 tables and refcounts, without which data
     /// written since the guest's last FLUSH would be unreachable in the file.
