@@ -12,6 +12,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
     ],
     targets: [
@@ -26,11 +27,14 @@ let package = Package(
         .target(name: "Devices", dependencies: ["CKVM"]),
         .target(name: "Storage", dependencies: ["CAIO"]),
         .target(name: "Network", dependencies: ["CKVM"]),
-        .target(name: "Virtio", dependencies: ["CKVM", "GuestMemory", "Devices", "Storage", "Network"]),
+        .target(name: "Virtio", dependencies: ["CKVM", "GuestMemory", "Devices", "Storage", "Network",
+                                               .product(name: "Logging", package: "swift-log")]),
         .target(name: "VMState", dependencies: ["CKVM", "KVM"]),
-        .target(name: "VMM", dependencies: ["KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState"]),
+        .target(name: "VMM", dependencies: ["KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState",
+                                            .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "skiff", dependencies: [
             "VMM", "Storage", "Virtio",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import Storage
 import Virtio
 import VMM
@@ -39,7 +40,19 @@ struct RunCommand: ParsableCommand {
                                valueName: "spec"))
     var networks: [String] = []
 
+    @Option(help: ArgumentHelp("VMM log level on stderr: trace, debug, info, notice, warning, error, critical.",
+                               valueName: "level"))
+    var logLevel: String = "warning"
+
     func run() throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("invalid --log-level '\(logLevel)': give one of trace, debug, info, notice, warning, error, critical")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
         guard let memorySize = try? ByteSize(parsing: memory).bytes else {
             throw ValidationError("invalid --memory '\(memory)': give a size such as 512M or 2G")
         }

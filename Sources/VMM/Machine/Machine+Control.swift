@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// Pause, resume and the other requests of the control plane. Each runs on the
 /// caller's thread (the API's), one at a time (`control`), and changes the run
@@ -36,7 +37,9 @@ extension Machine {
             guard events.park(after: { for t in transports { t.quiesce() } }) else {
                 throw LifecycleError(from: .paused, to: .shuttingDown)
             }
-            return PauseTiming(vcpusParked: parked, total: ContinuousClock.now - start)
+            let timing = PauseTiming(vcpusParked: parked, total: ContinuousClock.now - start)
+            log.info("paused: vCPUs parked in \(Self.milliseconds(timing.vcpusParked)), devices quiet in \(Self.milliseconds(timing.total))")
+            return timing
         }
     }
 
@@ -46,6 +49,7 @@ extension Machine {
             try lock.withLock { try lifecycle.move(to: .running) }
             events.unpark()
             gate.set(.run)
+            log.info("resumed")
         }
     }
 

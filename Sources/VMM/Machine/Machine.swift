@@ -3,6 +3,7 @@ import Devices
 import Foundation
 import GuestMemory
 import KVM
+import Logging
 import Virtio
 import X86
 
@@ -34,12 +35,15 @@ public final class Machine: @unchecked Sendable {
     let control = NSLock()
     /// When `run` started the vCPUs (for uptime).
     var startedAt: ContinuousClock.Instant?
+    /// Lifecycle transitions at info, with timings; failures at error.
+    let log = Logger(label: "skiff.vmm")
     /// Written once by `stop`; `run` waits on it (with the termination signals).
     private let stopFD: Int32
 
     /// Builds the whole VM from a validated config; nothing runs yet.
     public init(config: MachineConfig, output: @escaping (UInt8) -> Void = Machine.writeToStdout) throws {
         try config.validate()
+        let buildStart = ContinuousClock.now
         self.config = config
         stopFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         guard stopFD >= 0 else { throw KVMError("eventfd", errno: errno) }
@@ -96,6 +100,12 @@ public final class Machine: @unchecked Sendable {
             vcpuThreads.append(VCPUThread(vcpu: vcpu, pio: pio, mmio: mmio, gate: gate,
                                           onExit: { [unowned(unsafe) self] in self.stop($0) }))
         }
+        log.info("VM built in \(Self.milliseconds(ContinuousClock.now - buildStart)): \(config.cpuCount) vCPU(s), \(config.memorySize >> 20) MiB, \(config.disks.count) disk(s), \(config.networks.count) network card(s)")
+    }
+
+    static func milliseconds(_ d: Duration) -> String {
+        let (s, attos) = d.components
+        return String(format: "%.3f ms", Double(s) * 1000 + Double(attos) / 1e15)
     }
 
     deinit { close(stopFD) }
@@ -133,9 +143,13 @@ public final class Machine: @unchecked Sendable {
             stop(.failed("starting the VM: \(error)"))
         }
 
+        log.info("running")
+
         waitForStop(signals: signals)
+        let stopping = ContinuousClock.now
         let reason = tearDown()
         Terminal.restore()
+        log.info("stopped in \(Self.milliseconds(ContinuousClock.now - stopping)): \(reason.summary)")
         return reason
     }
 
@@ -180,6 +194,7 @@ public final class Machine: @unchecked Sendable {
         try? lifecycle.move(to: .stopped)
         let reason = exitReason ?? .failed("stopped without a reason")
         guard !problems.isEmpty else { return reason }
+        for p in problems { log.error("teardown: \(p)") }
         let why = problems.joined(separator: "; ") + " (guest writes since its last flush may be lost)"
         if case .crashed(let crash) = reason { return .crashed(crash + "; " + why) }
         return .failed(why)
@@ -195,6 +210,7 @@ public final class Machine: @unchecked Sendable {
             try? lifecycle.move(to: .shuttingDown)
         }
         lock.unlock()
+        if first { log.info("stopping: \(reason.summary)") }
         if first {
             var one: UInt64 = 1
             _ = Glibc.write(stopFD, &one, 8)

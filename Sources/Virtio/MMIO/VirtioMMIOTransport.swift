@@ -2,6 +2,7 @@ import CKVM
 import Devices
 import Foundation
 import GuestMemory
+import Logging
 
 /// The virtio-mmio transport, version 2 register layout (virtio 1.2 §4.2.2), in
 /// front of one `VirtioDevice`. Registered on the MMIO bus for `windowSize` bytes.
@@ -27,6 +28,8 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
     public let eventLoop: EventLoop
     let interrupt: InterruptLine
     let lock = NSLock()
+    /// Guest misbehaviour (DEVICE_NEEDS_RESET) at warning.
+    let log = Logger(label: "skiff.virtio")
 
     /// One eventfd per queue: a write (by KVM's ioeventfd or by a plain MMIO write
     /// to QueueNotify) wakes the event loop, which calls `device.queueNotified`.
@@ -355,7 +358,7 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
     func markNeedsReset(_ reason: String) {
         guard !needsReset else { return }
         errorReason = reason
-        FileHandle.standardError.write(Data("skiff: virtio device \(device.deviceType) needs reset: \(reason)\n".utf8))
+        log.warning("virtio device \(device.deviceType) needs reset: \(reason)")
         status |= VirtioStatus.deviceNeedsReset
         if status & VirtioStatus.driverOK != 0 { raiseInterrupt(Self.interruptConfigChange) }
     }
