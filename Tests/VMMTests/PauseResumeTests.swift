@@ -64,7 +64,7 @@ struct PauseResumeTests {
         return false
     }
 
-    @Test(arguments: [1, 2])
+    @Test(arguments: [1, 2, 8])
     func pauseAndResumeKeepTheSequence(cpus: Int) throws {
         let every: UInt64 = 2_000_000
         let (machine, console, finish) = try Self.boot(cpus: cpus, every: every)

@@ -62,6 +62,16 @@ extension Machine {
         stop(.shutDownByRequest)
     }
 
+    /// Ends this boot of the VM (`vm.reboot`); `run()` returns `.rebootRequested`
+    /// and the caller builds and boots the same config again.
+    public func requestReboot() throws {
+        let state = runState
+        guard state == .running || state == .paused else {
+            throw LifecycleError(from: state, to: .shuttingDown)
+        }
+        stop(.rebootRequested)
+    }
+
     /// Seconds since the vCPUs started, and KVM exits handled by all vCPUs.
     public var counters: (uptime: Duration, exits: UInt64) {
         let uptime = lock.withLock { startedAt.map { ContinuousClock.now - $0 } ?? .zero }

@@ -40,8 +40,16 @@ public final class Machine: @unchecked Sendable {
     /// Written once by `stop`; `run` waits on it (with the termination signals).
     private let stopFD: Int32
 
-    /// Builds the whole VM from a validated config; nothing runs yet.
-    public init(config: MachineConfig, output: @escaping (UInt8) -> Void = Machine.writeToStdout) throws {
+    /// Builds the whole VM from a validated config and loads its kernel; nothing runs yet.
+    public convenience init(config: MachineConfig, output: @escaping (UInt8) -> Void = Machine.writeToStdout) throws {
+        try self.init(building: config, output: output)
+        try loadKernel()
+    }
+
+    /// Builds the machine — KVM objects, RAM, buses, devices, configured vCPUs —
+    /// without putting anything in RAM or in the vCPUs' registers: a restore
+    /// fills those from saved state instead of `loadKernel()`.
+    init(building config: MachineConfig, output: @escaping (UInt8) -> Void) throws {
         try config.validate()
         let buildStart = ContinuousClock.now
         self.config = config
@@ -83,7 +91,19 @@ public final class Machine: @unchecked Sendable {
             try virtio.add(try VirtioNet(config: network), machine: vm, memory: memory, mmio: mmio, events: events)
         }
 
-        // Firmware tables, then the kernel (which needs the RSDP address).
+        let supportedCPUID = try kvm.supportedCPUID()
+        for id in 0..<config.cpuCount {
+            let vcpu = try vm.createVCPU(id: id)
+            try VCPUSetup.configure(vcpu, supportedCPUID: supportedCPUID, cpuCount: config.cpuCount)
+            vcpuThreads.append(VCPUThread(vcpu: vcpu, pio: pio, mmio: mmio, gate: gate,
+                                          onExit: { [unowned(unsafe) self] in self.stop($0) }))
+        }
+        log.info("VM built in \(Self.milliseconds(ContinuousClock.now - buildStart)): \(config.cpuCount) vCPU(s), \(config.memorySize >> 20) MiB, \(config.disks.count) disk(s), \(config.networks.count) network card(s)")
+    }
+
+    /// Fresh boot: firmware tables, the kernel (which needs the RSDP address),
+    /// its boot tables, and the boot vCPU's entry registers.
+    func loadKernel() throws {
         try MPTable.write(cpuCount: config.cpuCount, to: memory)
         let rsdp = try ACPITables.write(ACPIConfiguration(cpuCount: config.cpuCount, virtioDevices: virtio.resources),
                                         to: memory)
@@ -91,16 +111,7 @@ public final class Machine: @unchecked Sendable {
         bootConfig.commandLine = ([config.commandLine] + virtio.commandLineArguments).joined(separator: " ")
         let boot = try KernelBoot.load(config: bootConfig, memory: memory, rsdp: rsdp)
         try boot.writeTables(to: memory)
-
-        let supportedCPUID = try kvm.supportedCPUID()
-        for id in 0..<config.cpuCount {
-            let vcpu = try vm.createVCPU(id: id)
-            try VCPUSetup.configure(vcpu, supportedCPUID: supportedCPUID, cpuCount: config.cpuCount)
-            if id == 0 { try VCPUSetup.setBootRegisters(vcpu, boot) }
-            vcpuThreads.append(VCPUThread(vcpu: vcpu, pio: pio, mmio: mmio, gate: gate,
-                                          onExit: { [unowned(unsafe) self] in self.stop($0) }))
-        }
-        log.info("VM built in \(Self.milliseconds(ContinuousClock.now - buildStart)): \(config.cpuCount) vCPU(s), \(config.memorySize >> 20) MiB, \(config.disks.count) disk(s), \(config.networks.count) network card(s)")
+        try VCPUSetup.setBootRegisters(vcpuThreads[0].vcpu, boot)
     }
 
     static func milliseconds(_ d: Duration) -> String {

@@ -7,6 +7,8 @@ public enum MachineExit: Equatable, Sendable {
     case quitFromConsole
     /// `vm.shutdown` / `vmm.shutdown` on the control API.
     case shutDownByRequest
+    /// `vm.reboot` on the control API: the caller boots the same config again.
+    case rebootRequested
     /// Triple fault or KVM internal error; the message carries the registers.
     case crashed(String)
     /// SIGTERM, SIGINT, SIGHUP or SIGQUIT (the number); the VM was shut down in order.
@@ -16,7 +18,7 @@ public enum MachineExit: Equatable, Sendable {
 
     public var exitStatus: Int32 {
         switch self {
-        case .poweredOff, .rebooted, .quitFromConsole, .shutDownByRequest: return 0
+        case .poweredOff, .rebooted, .quitFromConsole, .shutDownByRequest, .rebootRequested: return 0
         case .crashed, .failed: return 1
         case .terminated(let signal): return 128 + signal  // as a shell reports a signal
         }
@@ -28,6 +30,7 @@ public enum MachineExit: Equatable, Sendable {
         case .rebooted: return "guest rebooted"
         case .quitFromConsole: return "quit from the console (Ctrl-A x)"
         case .shutDownByRequest: return "shut down through the control API"
+        case .rebootRequested: return "reboot requested through the control API"
         case .crashed(let why): return "guest crashed: \(why)"
         case .terminated(let signal): return "terminated by signal \(signal)"
         case .failed(let why): return why
