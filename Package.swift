@@ -2,8 +2,8 @@
 import PackageDescription
 
 // Layers, lowest first; a target only imports targets above it in this list.
-//   CKVM, CAIO (C shims) → KVM, GuestMemory → X86, Devices, Storage, Network
-//   → Virtio → VMState → VMM → skiff
+//   CKVM, CAIO (C shims), Posix → Events, KVM, GuestMemory → X86, Devices, Storage,
+//   Network → Virtio → VMState → VMM → skiff
 let package = Package(
     name: "Skiff",
     platforms: [.macOS(.v13)],
@@ -21,16 +21,21 @@ let package = Package(
         // libaio loaded at run time (dlopen), so a host without it falls back to synchronous I/O.
         .target(name: "CAIO", linkerSettings: [.linkedLibrary("dl")]),
 
-        .target(name: "KVM", dependencies: ["CKVM"]),
+        // errno-carrying errors, the EINTR-retry wrapper, EventFD.
+        .target(name: "Posix", dependencies: ["CKVM"]),
+        // The device event loop (epoll) and joinable threads.
+        .target(name: "Events", dependencies: ["CKVM", "Posix"]),
+
+        .target(name: "KVM", dependencies: ["CKVM", "Posix"]),
         .target(name: "GuestMemory", dependencies: ["CKVM"]),
         .target(name: "X86", dependencies: ["GuestMemory"]),
-        .target(name: "Devices", dependencies: ["CKVM"]),
+        .target(name: "Devices", dependencies: ["CKVM", "Posix"]),
         .target(name: "Storage", dependencies: ["CAIO"]),
         .target(name: "Network", dependencies: ["CKVM"]),
-        .target(name: "Virtio", dependencies: ["CKVM", "GuestMemory", "Devices", "Storage", "Network",
+        .target(name: "Virtio", dependencies: ["CKVM", "Posix", "Events", "GuestMemory", "Devices", "Storage", "Network",
                                                .product(name: "Logging", package: "swift-log")]),
         .target(name: "VMState", dependencies: ["CKVM", "KVM"]),
-        .target(name: "VMM", dependencies: ["KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState",
+        .target(name: "VMM", dependencies: ["Posix", "Events", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState",
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "skiff", dependencies: [
             "VMM", "Storage", "Virtio",
@@ -45,11 +50,12 @@ let package = Package(
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "X86Tests", dependencies: ["X86", "GuestMemory"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
+        .testTarget(name: "EventsTests", dependencies: ["Events", "Posix"]),
         .testTarget(name: "StorageTests", dependencies: [
             "Storage", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
         .testTarget(name: "NetworkTests", dependencies: ["Network"]),
-        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "Devices", "Storage", "Network"]),
+        .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Events", "GuestMemory", "Devices", "Storage", "Network"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "VMState", "KVM", "CKVM"]),
         // Runs the built `skiff` binary against firmware guests and the guest Linux on /dev/kvm.
         .testTarget(name: "IntegrationTests", dependencies: ["skiff"]),

@@ -1,4 +1,5 @@
 import Devices
+import Events
 import Foundation
 import GuestMemory
 import Testing

@@ -1,4 +1,5 @@
 import Devices
+import Events
 #if canImport(Glibc)
 import Glibc
 #endif

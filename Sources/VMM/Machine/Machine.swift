@@ -1,5 +1,6 @@
 import CKVM
 import Devices
+import Events
 import Foundation
 import GuestMemory
 import KVM
@@ -37,8 +38,8 @@ public final class Machine: @unchecked Sendable {
     var startedAt: ContinuousClock.Instant?
     /// Lifecycle transitions at info, with timings; failures at error.
     let log = Logger(label: "skiff.vmm")
-    /// Written once by `stop`; `run` waits on it (with the termination signals).
-    private let stopFD: Int32
+    /// Signalled once by `stop`; `run` waits on it (with the termination signals).
+    private let stopEvent: EventFD
 
     /// Builds the whole VM from a validated config and loads its kernel; nothing runs yet.
     public convenience init(config: MachineConfig, output: @escaping (UInt8) -> Void = Machine.writeToStdout) throws {
@@ -53,8 +54,7 @@ public final class Machine: @unchecked Sendable {
         try config.validate()
         let buildStart = ContinuousClock.now
         self.config = config
-        stopFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
-        guard stopFD >= 0 else { throw KVMError("eventfd", errno: errno) }
+        stopEvent = try EventFD("VM stop")
         kvm = try KVM()
         vm = try kvm.createVM()
         events = try EventLoop()
@@ -119,8 +119,6 @@ public final class Machine: @unchecked Sendable {
         return String(format: "%.3f ms", Double(s) * 1000 + Double(attos) / 1e15)
     }
 
-    deinit { close(stopFD) }
-
     /// Starts the event loop and the vCPUs; returns when the guest is gone and
     /// everything is torn down (see `tearDown`).
     public func run(attachConsole: Bool = true) -> MachineExit {
@@ -166,7 +164,7 @@ public final class Machine: @unchecked Sendable {
 
     /// Blocks until `stop` is called or a termination signal arrives.
     private func waitForStop(signals: TerminationSignals) {
-        var fds = [pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0),
+        var fds = [pollfd(fd: stopEvent.fileDescriptor, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: signals.fileDescriptor, events: Int16(POLLIN), revents: 0)]
         while !isStopping {
             let n = poll(&fds, nfds_t(fds.count), -1)
@@ -222,10 +220,7 @@ public final class Machine: @unchecked Sendable {
         }
         lock.unlock()
         if first { log.info("stopping: \(reason.summary)") }
-        if first {
-            var one: UInt64 = 1
-            _ = Glibc.write(stopFD, &one, 8)
-        }
+        if first { stopEvent.signal() }
     }
 
     var isStopping: Bool {

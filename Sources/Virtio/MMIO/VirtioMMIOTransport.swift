@@ -1,5 +1,6 @@
 import CKVM
 import Devices
+import Events
 import Foundation
 import GuestMemory
 import Logging

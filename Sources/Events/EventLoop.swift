@@ -1,5 +1,6 @@
 import CKVM
 import Foundation
+import Posix
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,20 +16,11 @@ import Glibc
 public final class EventLoop: @unchecked Sendable {
     public typealias Handler = (_ events: UInt32) -> Void
 
-    public struct Failure: Error, CustomStringConvertible {
-        public let operation: String
-        public let errno: Int32
-        public init(operation: String, errno: Int32) {
-            self.operation = operation
-            self.errno = errno
-        }
-        public var description: String {
-            errno == 0 ? "\(operation) failed" : "\(operation) failed: \(String(cString: strerror(errno)))"
-        }
-    }
+    /// What `onFailure` receives: the epoll call that failed and its errno.
+    public typealias Failure = SystemCallError
 
     let epollFD: Int32  // internal for the failure test
-    private let wakeFD: Int32
+    private let wake: EventFD
     private var handlers: [Int32: Handler] = [:]
     private var pending: [() -> Void] = []
     private let lock = NSLock()
@@ -44,16 +36,12 @@ public final class EventLoop: @unchecked Sendable {
 
     public init() throws {
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
-        guard epollFD >= 0 else { throw Failure(operation: "epoll_create1", errno: errno) }
-        wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
-        guard wakeFD >= 0 else { throw Failure(operation: "eventfd", errno: errno) }
-        try add(wakeFD) { [unowned self] _ in self.drainWake() }
+        guard epollFD >= 0 else { throw Failure("epoll_create1", errno: errno) }
+        wake = try EventFD("event loop wake-up")
+        try add(wake.fileDescriptor) { [unowned self] _ in self.drainWake() }
     }
 
-    deinit {
-        close(wakeFD)
-        close(epollFD)
-    }
+    deinit { close(epollFD) }
 
     /// Watches `fd` for input (`events` defaults to EPOLLIN).
     public func add(_ fd: Int32, events: UInt32 = UInt32(EPOLLIN.rawValue), handler: @escaping Handler) throws {
@@ -64,7 +52,7 @@ public final class EventLoop: @unchecked Sendable {
         guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 else {
             let e = errno
             lock.lock(); handlers[fd] = nil; lock.unlock()
-            throw Failure(operation: "epoll_ctl(ADD, \(fd))", errno: e)
+            throw Failure("epoll_ctl(ADD, \(fd))", errno: e)
         }
     }
 
@@ -74,7 +62,7 @@ public final class EventLoop: @unchecked Sendable {
         event.events = events
         event.data.fd = fd
         guard epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event) == 0 else {
-            throw Failure(operation: "epoll_ctl(MOD, \(fd))", errno: errno)
+            throw Failure("epoll_ctl(MOD, \(fd))", errno: errno)
         }
     }
 
@@ -86,8 +74,7 @@ public final class EventLoop: @unchecked Sendable {
     /// Runs `work` on the loop thread (for state changes that must not race device I/O).
     public func execute(_ work: @escaping () -> Void) {
         lock.lock(); pending.append(work); lock.unlock()
-        var one: UInt64 = 1
-        _ = Glibc.write(wakeFD, &one, 8)
+        wake.signal()
     }
 
     /// Starts the loop on its own (joinable) thread.
@@ -99,7 +86,7 @@ public final class EventLoop: @unchecked Sendable {
             } catch let failure as Failure {
                 onFailure?(failure)
             } catch {
-                onFailure?(Failure(operation: "\(error)", errno: 0))
+                onFailure?(Failure("\(error)", errno: 0))
             }
             parking.lock(); ended = true; parking.broadcast(); parking.unlock()
         }
@@ -158,7 +145,7 @@ public final class EventLoop: @unchecked Sendable {
             let n = epoll_wait(epollFD, &events, Int32(events.count), -1)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw Failure(operation: "epoll_wait", errno: errno)
+                throw Failure("epoll_wait", errno: errno)
             }
             for i in 0..<Int(n) {
                 let fd = events[i].data.fd
@@ -171,8 +158,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     private func drainWake() {
-        var value: UInt64 = 0
-        _ = Glibc.read(wakeFD, &value, 8)
+        wake.consume()
         lock.lock(); let work = pending; pending.removeAll(); lock.unlock()
         for w in work { w() }
     }

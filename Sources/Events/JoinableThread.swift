@@ -1,4 +1,5 @@
 import CKVM
+import Posix
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,7 +29,7 @@ public final class JoinableThread: @unchecked Sendable {
         }, box)
         guard rc == 0 else {
             Unmanaged<Body>.fromOpaque(box).release()
-            throw EventLoop.Failure(operation: "pthread_create(\(name))", errno: rc)
+            throw SystemCallError("pthread_create(\(name))", errno: rc)
         }
         handle = thread
     }

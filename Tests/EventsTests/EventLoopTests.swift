@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
-@testable import Devices
+@testable import Events
 
 struct EventLoopTests {
     /// `stop` + `join` return only after the loop thread is gone, and every
