@@ -20,6 +20,7 @@ public final class Machine: @unchecked Sendable {
     private(set) var virtio = VirtioDevices()
     private var vcpuThreads: [VCPUThread] = []
     private var keepAlive: [AnyObject] = []
+    private var console: ConsoleInput?  // held for the VM's life, stopped at teardown
 
     private let lock = NSLock()
     private var exitReason: MachineExit?
@@ -90,9 +91,10 @@ public final class Machine: @unchecked Sendable {
         Terminal.installTerminationHandlers()
         if attachConsole {
             let raw = Terminal.enterRawMode()
-            ConsoleInput(serial: serial, loop: events, escapeEnabled: raw) { [unowned(unsafe) self] in
+            console = ConsoleInput(serial: serial, loop: events, escapeEnabled: raw) { [unowned(unsafe) self] in
                 self.stop(.quitFromConsole)
-            }.start()
+            }
+            console?.start()
         }
         VCPUThread.installKickHandler()
         events.start()
@@ -102,6 +104,7 @@ public final class Machine: @unchecked Sendable {
         for t in vcpuThreads { t.kick() }
         for t in vcpuThreads { t.join() }
         events.stop()
+        console?.stop()
         Terminal.restore()
         lock.lock(); defer { lock.unlock() }
         return exitReason ?? .crashed("stopped without a reason")
@@ -119,11 +122,5 @@ public final class Machine: @unchecked Sendable {
     var isStopping: Bool {
         lock.lock(); defer { lock.unlock() }
         return exitReason != nil
-    }
-
-    /// The default console sink: the guest's bytes, unbuffered, to stdout.
-    public static func writeToStdout(_ byte: UInt8) {
-        var b = byte
-        _ = Glibc.write(STDOUT_FILENO, &b, 1)
     }
 }
