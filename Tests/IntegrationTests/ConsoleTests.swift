@@ -103,14 +103,54 @@ struct ConsoleTests {
         #expect(fcntl(input.read, F_GETFL) == flagsBefore, "stdin's file status flags changed")
     }
 
+    /// A parent may hand skiff a non-blocking stdout (the flag is on the shared
+    /// file description); a full pipe then answers EAGAIN, and guest output must
+    /// wait for room, not be dropped.
+    @Test func guestOutputIsNotDroppedWhenStdoutIsNonBlocking() throws {
+        let output = try pipePair()
+        defer { close(output.read); close(output.write) }
+        _ = fcntl(output.write, F_SETFL, fcntl(output.write, F_GETFL) | O_NONBLOCK)
+        let capacity = fcntl(output.write, 1031 /* F_SETPIPE_SZ */, 4096)  // small: it fills fast
+        try #require(capacity > 0)
+        let devNull = try #require(FileHandle(forReadingAtPath: "/dev/null"))
+        let lines = 3000, every = 1000
+        let skiff = try launch(firmware: "count", ["--cmdline", "count.every=\(every) count.limit=\(lines)"],
+                               stdin: devNull, stdout: FileHandle(fileDescriptor: output.write, closeOnDealloc: false),
+                               stderr: FileHandle(fileDescriptor: output.write, closeOnDealloc: false))
+        defer { ensureGone(skiff) }
+        // Not reading yet: once the pipe is full skiff meets EAGAIN; give it a while there.
+        var queued: Int32 = 0
+        let deadline = Date().addingTimeInterval(60)
+        while queued < capacity && Date() < deadline && skiff.isRunning {
+            usleep(10_000)
+            _ = ioctl(output.read, 0x541B /* FIONREAD */, &queued)
+        }
+        #expect(queued == capacity, "the pipe never filled")
+        usleep(500_000)
+        let out = OutputWatcher(fd: output.read)
+        defer { out.stop() }
+
+        try #require(waitForExit(skiff, timeout: 240), "count did not finish")
+        #expect(skiff.terminationReason == .exit && skiff.terminationStatus == 0)
+        #expect(out.waitFor("count: done", timeout: 10))
+        let counts = out.text.split(separator: "\n").filter { $0.hasPrefix("count ") }.compactMap { Int($0.dropFirst(6)) }
+        let intact = counts == (1...lines).map { $0 * every }
+        #expect(intact, "\(counts.count) of \(lines) lines arrived intact")
+    }
+
     // MARK: - Helpers
 
     private func launchEcho(stdin: FileHandle, stdout: FileHandle, stderr: FileHandle,
                             environment: [String: String] = [:]) throws -> Process {
+        try launch(firmware: "echo", [], stdin: stdin, stdout: stdout, stderr: stderr, environment: environment)
+    }
+
+    private func launch(firmware: String, _ arguments: [String], stdin: FileHandle, stdout: FileHandle,
+                        stderr: FileHandle, environment: [String: String] = [:]) throws -> Process {
         let process = Process()
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.executableURL = SkiffProcess.binary
-        process.arguments = ["run", "--kernel", try Firmware.path("echo"), "--memory", "64M"]
+        process.arguments = ["run", "--kernel", try Firmware.path(firmware), "--memory", "64M"] + arguments
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = stderr
