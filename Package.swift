@@ -56,7 +56,7 @@ let package = Package(
         ]),
         .testTarget(name: "NetworkTests", dependencies: ["Network"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Events", "GuestMemory", "Devices", "Storage", "Network"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "VMState", "KVM", "CKVM"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "Events", "VMState", "KVM", "CKVM"]),
         // Runs the built `skiff` binary against firmware guests and the guest Linux on /dev/kvm.
         .testTarget(name: "IntegrationTests", dependencies: ["skiff"]),
     ],

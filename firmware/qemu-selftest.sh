@@ -28,6 +28,11 @@ timeout 60 "$run" hello >"$tmp/hello" 2>&1
 expect hello "$tmp/hello" $? '^Hello from Skiff firmware$'
 [ "$(cat "$tmp/hello")" = "Hello from Skiff firmware" ] || bad "hello: output is not exactly one line"
 
+# echo: lines typed on the serial port come back upper-cased; "q" powers off.
+# The pauses let the guest print its ready line before input arrives.
+(sleep 3; printf 'hello Echo\r\n'; sleep 1; printf 'q\n') | timeout 60 "$run" echo >"$tmp/echo" 2>&1
+expect echo "$tmp/echo" $? '^echo: ready$' '^echo: HELLO ECHO$' '^echo: bye$'
+
 timeout 60 "$run" count -append "count.every=1000 count.limit=5" >"$tmp/count" 2>&1
 expect count "$tmp/count" $? '^count: start every=1000 limit=5 counter=0x200000$' '^count 1000$' '^count 5000$' '^count: done$'
 

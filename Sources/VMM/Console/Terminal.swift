@@ -19,12 +19,13 @@ enum Terminal {
         guard tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0 else { return false }
         isRaw = true
         atexit { Terminal.restore() }
+        installCrashHandlers()  // a crash must not leave the terminal raw either
         return true
     }
 
-    /// Termination signals end skiff at once (restoring the terminal first).
-    /// Installed explicitly because a parent may have left them ignored, and an
-    /// ignored SIGTERM would make a VM unkillable short of SIGKILL.
+    /// From now on termination signals end skiff at once (restoring the terminal
+    /// first). Used after a first termination signal started the orderly
+    /// teardown (`TerminationSignals`), in case that teardown hangs.
     static func installTerminationHandlers() {
         var unblock = sigset_t()
         sigemptyset(&unblock)
@@ -37,6 +38,35 @@ enum Terminal {
             }
         }
         Glibc.signal(SIGPIPE, SIG_IGN)  // a closed stdout must not kill the VM mid-write
+    }
+
+    static let crashSignals = [SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE, SIGABRT]
+    /// The actions in place before ours (Swift's backtracer, or the default), indexed by
+    /// signal number (1–31).
+    nonisolated(unsafe) private static var previous: UnsafeMutablePointer<sigaction>?
+
+    /// A crash (a Swift trap, a fault) must not leave the user's terminal raw either.
+    /// Our handler restores the terminal, puts the previous action back and lets it run,
+    /// so backtraces and core dumps work as before. Installed once.
+    private static func installCrashHandlers() {
+        guard previous == nil else { return }
+        let saved = UnsafeMutablePointer<sigaction>.allocate(capacity: 32)
+        saved.initialize(repeating: sigaction(), count: 32)
+        previous = saved
+        var action = sigaction()
+        action.__sigaction_handler.sa_sigaction = { number, info, _ in Terminal.crashed(number, info) }
+        action.sa_flags = SA_SIGINFO | SA_ONSTACK
+        sigemptyset(&action.sa_mask)
+        for signal in crashSignals { sigaction(signal, &action, saved + Int(signal)) }
+    }
+
+    /// Async-signal-safe. A fault the kernel raised (si_code > 0) happens again when
+    /// we return, now under the previous action; a sent one (kill, abort) is re-raised.
+    private static func crashed(_ number: Int32, _ info: UnsafeMutablePointer<siginfo_t>?) {
+        restore()
+        guard let previous else { return }
+        sigaction(number, previous + Int(number), nil)
+        if (info?.pointee.si_code ?? 0) <= 0 { raise(number) }
     }
 
     /// Async-signal-safe: only tcsetattr.

@@ -227,10 +227,4 @@ public final class Machine: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         return exitReason != nil
     }
-
-    /// The default console sink: the guest's bytes, unbuffered, to stdout.
-    public static func writeToStdout(_ byte: UInt8) {
-        var b = byte
-        _ = Glibc.write(STDOUT_FILENO, &b, 1)
-    }
 }
