@@ -121,11 +121,13 @@ public final class Machine: @unchecked Sendable {
 
     /// Starts the event loop and the vCPUs; returns when the guest is gone and
     /// everything is torn down (see `tearDown`).
-    public func run(attachConsole: Bool = true) -> MachineExit {
+    /// - Parameter signals: termination signals, blocked since before the caller
+    ///   started any thread; made here when nil.
+    public func run(attachConsole: Bool = true, signals given: TerminationSignals? = nil) -> MachineExit {
         // Before any thread starts, so that all of them inherit the blocked mask.
         let signals: TerminationSignals
         do {
-            signals = try TerminationSignals()
+            signals = try given ?? TerminationSignals()
         } catch {
             return .failed("\(error)")
         }

@@ -8,15 +8,16 @@ import Glibc
 /// so a termination request ends the VM through the same orderly teardown as a
 /// power-off (requests drained, images flushed, threads joined, terminal back).
 ///
-/// `init` blocks them in the calling thread — call it before any VMM thread
-/// starts, so every thread inherits the block and only the signalfd sees them.
+/// `init` blocks them in the calling thread — call it before any other thread
+/// starts (VMM, API server), so every thread inherits the block and only the
+/// signalfd sees them.
 /// After the first one, `escalate()` lets a second one end the process at once
 /// (terminal restored), in case the teardown itself hangs.
-final class TerminationSignals {
+public final class TerminationSignals {
     static let numbers: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
     let fileDescriptor: Int32
 
-    init() throws {
+    public init() throws {
         var set = sigset_t()
         sigemptyset(&set)
         for s in Self.numbers { sigaddset(&set, s) }
