@@ -160,6 +160,30 @@ private let S = (ok: UInt8(0), ioerr: UInt8(1), unsupp: UInt8(2))
         #expect(try h.run(type: T.discard, sector: 0, out: [1, 2, 3]).status == S.ioerr) // not whole segments
     }
 
+    /// Issue #7: with `--disk path=X` (format probed), a guest write of a qcow2
+    /// header to sector 0 must be refused on the async path too, or the next probed
+    /// open follows the forged backing file name and hands the guest a host file.
+    @Test func forgedQcow2HeaderOnAProbedRawDiskIsRefused() throws {
+        let h = try BlockHarness()
+        #expect(h.device.engine.isAsynchronous, "this test is about the libaio path")
+        #expect(h.device.image.format == .raw)
+        let before = try h.fileBytes(at: 0, count: 512)
+        var forged = [UInt8](repeating: 0, count: 512)
+        forged.replaceSubrange(0 ..< 8, with: [0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3]) // magic, version 3
+        forged[15] = 0x80                                                         // backing_file_offset 0x80
+        forged[19] = 11                                                           // backing_file_size
+        forged.replaceSubrange(0x80 ..< 0x8b, with: Array("/etc/passwd".utf8))
+        let r = try h.run(type: T.out, sector: 0, out: forged + [UInt8](repeating: 7, count: 512))
+        #expect(r.status == S.ioerr)
+        #expect(try h.fileBytes(at: 0, count: 512) == before)
+        #expect(try DiskImageOpener.detectFormat(path: h.imagePath) == .raw)
+        // Ordinary writes to sector 0, and a signature anywhere else, still work.
+        #expect(try h.run(type: T.out, sector: 0, out: [UInt8](repeating: 0x5a, count: 512)).status == S.ok)
+        #expect(try h.run(type: T.out, sector: 1, out: forged).status == S.ok)
+        #expect(try h.fileBytes(at: 0, count: 1) == [0x5a])
+        #expect(try DiskImageOpener.detectFormat(path: h.imagePath) == .raw)
+    }
+
     @Test func outOfRangeSectorsAreIOErrors() throws {
         let h = try BlockHarness()
         #expect(try h.run(type: T.in, sector: 2048, inLength: 512).status == S.ioerr)

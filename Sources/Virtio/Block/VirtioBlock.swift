@@ -24,7 +24,7 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     public let queueMaxSizes: [UInt16]
     public let image: DiskImage
     public let serial: String?
-    private let engine: AsyncDiskEngine
+    let engine: AsyncDiskEngine
     private var context: VirtioDeviceContext?
     /// Bumped at reset: completions of requests from before it must not touch the rings.
     private var generation = 0
