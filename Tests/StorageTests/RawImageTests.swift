@@ -99,7 +99,11 @@ import Testing
             expectStorageError(.invalidArgument) { try image.write(Array(sig.utf8) + [UInt8](repeating: 0, count: 504), at: 0) }
         }
         try image.write(Array("QEDX".utf8), at: 0)
-        try image.writeZeroes(at: 0, length: 512) // zeroes never form a signature
+        expectStorageError(.invalidArgument) { try image.writeZeroes(at: 3, length: 512) } // would leave "QED\0"
+        expectStorageError(.invalidArgument) { try image.discard(at: 3, length: 1) }
+        try image.discard(at: 1, length: 1)                                               // "Q\0DX" is no signature
+        try image.writeZeroes(at: 0, length: 512)                                         // all zeroes are no signature
+        #expect(try image.read(count: 4, at: 0) == [0, 0, 0, 0])
         try image.close()
         #expect(try DiskImageOpener.detectFormat(path: path) == .raw)
     }

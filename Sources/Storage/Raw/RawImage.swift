@@ -100,6 +100,11 @@ public final class RawImage: DiskImage {
         try checkOpen()
         try checkWritable()
         try checkRange(offset, length)
+        if formatWasProbed, offset < UInt64(Self.signatureBytes), length > 0 {
+            // Zeroes can complete a signature that contains a zero byte (QED's "QED\0").
+            let zeroes = [UInt8](repeating: 0, count: Int(min(length, UInt64(Self.signatureBytes) - offset)))
+            try zeroes.withUnsafeBytes { try refuseFormatSignature($0, at: offset) }
+        }
         try file.zeroRange(at: offset, length: length)
     }
 
