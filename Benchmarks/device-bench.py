@@ -214,10 +214,9 @@ def main():
     ap.add_argument("--disk-size", type=int, default=256, help="image size in MiB (blk.span= is the whole disk)")
     ap.add_argument("--no-qcow2", action="store_true", help="raw image only")
     ap.add_argument("--no-net", action="store_true", help="skip the virtio-net figures")
-    default_skiff = "/work/core/.build/release/skiff"
-    if not os.path.exists(default_skiff):
-        default_skiff = os.path.join(REPO, ".build", "release", "skiff")
-    ap.add_argument("--skiff", default=default_skiff)
+    # This checkout's own release build, wherever the repository lives.
+    ap.add_argument("--skiff", default=os.path.join(REPO, ".build", "release", "skiff"),
+                    help="the skiff binary (default: .build/release/skiff of this repository)")
     args = ap.parse_args()
     if not os.path.exists(args.skiff):
         sys.exit(f"device-bench: {args.skiff} is missing; run `swift build -c release` first")

@@ -54,7 +54,8 @@ public struct DiskExtent: Equatable, Sendable {
         case host(fd: Int32, hostOffset: UInt64)
         /// Reads as zeroes (unallocated with no backing, or a zero cluster). For reads only.
         case zero
-        /// Needs the image's own synchronous path (backing file, compressed, allocating write).
+        /// Needs the image's own synchronous path (backing file, compressed, allocating write,
+        /// or a write that must pass a check, like sector 0 of a probed raw image).
         case synchronous
     }
     public var location: Location

@@ -268,4 +268,27 @@ import Testing
         try img.close()
         #expect(try fileBytes(path).count == before)
     }
+
+    /// Sizes near 2^64 overflowed rounding up to whole sectors (a trap in `skiff image create`).
+    @Test(arguments: [UInt64.max, UInt64.max - 510, (1 << 55) + 1])
+    func createRefusesSizesThatDoNotFit(size: UInt64) {
+        let dir = TempDir()
+        let e = expectStorageError(.invalidArgument) { try Qcow2Image.create(path: dir.file("big.qcow2"), virtualSize: size) }
+        #expect(e?.description.contains("too large") == true)
+    }
+
+    /// A refcount already at its maximum cannot be incremented: with 64-bit refcounts
+    /// the increment itself used to overflow (a trap) before the width check ran.
+    @Test(arguments: [UInt32(4), 6])
+    func incrementingAMaximalRefcountIsAnError(order: UInt32) throws {
+        let dir = TempDir()
+        var o = Qcow2Image.CreateOptions()
+        o.refcountOrder = order
+        try Qcow2Image.create(path: dir.file("r.qcow2"), virtualSize: 1 << 20, options: o)
+        let img = try Qcow2Image(path: dir.file("r.qcow2"))
+        try img.refcounts.setRefcount(0, img.refcounts.maxRefcount)
+        let e = expectStorageError(.corruptImage) { try img.refcounts.adjust(0, by: 1) }
+        #expect(e?.description.contains("overflow") == true)
+        try img.refcounts.setRefcount(0, 1) // leave the image consistent for close
+    }
 }

@@ -61,6 +61,53 @@ import Testing
         try explicit.write([0x51, 0x46, 0x49, 0xfb], at: 0)
     }
 
+    /// The async engine asks `dataExtents` where writes go: sector 0 of a probed
+    /// raw image must not be handed out as plain host I/O, or the signature check in
+    /// `write` is bypassed (issue #7).
+    @Test func probedRawSendsSectorZeroWritesThroughTheCheck() throws {
+        let dir = TempDir()
+        let path = dir.file("a.raw")
+        try RawImage.create(path: path, size: 1 << 20)
+        let image = try DiskImageOpener.open(path: path)
+        #expect(try image.dataExtents(at: 0, length: 4096, forWrite: true).map(\.location) == [.synchronous])
+        #expect(try image.dataExtents(at: 511, length: 1, forWrite: true).map(\.location) == [.synchronous])
+        guard case .host = try image.dataExtents(at: 512, length: 512, forWrite: true).first?.location else {
+            Issue.record("a write past sector 0 should stay async"); return
+        }
+        guard case .host = try image.dataExtents(at: 0, length: 512, forWrite: false).first?.location else {
+            Issue.record("reads of sector 0 should stay async"); return
+        }
+        try RawImage.create(path: dir.file("b.raw"), size: 1 << 20)
+        let explicit = try DiskImageOpener.open(path: dir.file("b.raw"), format: .raw)
+        guard case .host = try explicit.dataExtents(at: 0, length: 512, forWrite: true).first?.location else {
+            Issue.record("format=raw allows sector-0 writes"); return
+        }
+    }
+
+    /// Piecewise writes (a byte at a time, or signatures of other formats QEMU
+    /// would probe) are refused as well; harmless bytes at the same place are not.
+    @Test func probedRawRefusesSignaturesPiecewiseAndOfOtherFormats() throws {
+        let dir = TempDir()
+        let path = dir.file("a.raw")
+        try RawImage.create(path: path, size: 1 << 20)
+        let image = try DiskImageOpener.open(path: path)
+        try image.write([0x51, 0x46, 0x49], at: 0)
+        let e = expectStorageError(.invalidArgument) { try image.write([0xfb], at: 3) }
+        #expect(e?.description.contains("format=raw") == true)
+        #expect(try image.read(count: 4, at: 0) == [0x51, 0x46, 0x49, 0])
+        for sig in ["QED\0", "KDMV", "vhdxfile", "conectix"] {
+            expectStorageError(.invalidArgument) { try image.write(Array(sig.utf8) + [UInt8](repeating: 0, count: 504), at: 0) }
+        }
+        try image.write(Array("QEDX".utf8), at: 0)
+        expectStorageError(.invalidArgument) { try image.writeZeroes(at: 3, length: 512) } // would leave "QED\0"
+        expectStorageError(.invalidArgument) { try image.discard(at: 3, length: 1) }
+        try image.discard(at: 1, length: 1)                                               // "Q\0DX" is no signature
+        try image.writeZeroes(at: 0, length: 512)                                         // all zeroes are no signature
+        #expect(try image.read(count: 4, at: 0) == [0, 0, 0, 0])
+        try image.close()
+        #expect(try DiskImageOpener.detectFormat(path: path) == .raw)
+    }
+
     @Test func lockRefusesSecondWriterAndReader() throws {
         let dir = TempDir()
         let path = dir.file("a.raw")

@@ -67,6 +67,43 @@ struct SplitMix64: RandomNumberGenerator {
         #expect(accepted > 0 && faulted > 0 && refused > 0)
     }
 
+    /// Random chains of overlapping buffers that add up past 4 GiB (lengths, counts,
+    /// direction, sector, direct or indirect all random) on a disk large enough for
+    /// the range check to pass: each must be answered IOERR, none may trap (issue #7).
+    @Test func randomOverlappingChainsPast4GiBAreRefused() throws {
+        let h = try BlockHarness(sparseSize: 5 << 30, features: VirtioFeature.version1 | VirtioFeature.ringIndirectDesc,
+                                 memorySize: 64 << 20, queueSize: 256)
+        var rng = SplitMix64(state: 0x4_0000_0000)
+        let header: UInt64 = 0x90000, status: UInt64 = 0x90010, window: UInt64 = 0x100_0000
+        for round in 0..<40 {
+            let write = rng.next() % 2 == 0
+            try h.memory.store(write ? T.out : T.in, to: GuestAddress(header))
+            try h.memory.store(rng.next() % 4 == 0 ? rng.next() % (1 << 20) : 0, to: GuestAddress(header + 8))
+            try h.memory.store(UInt8(0xee), to: GuestAddress(status))
+            // 17 MiB to 48 MiB less a sector each, all inside the same 48 MiB window of RAM.
+            var data: [(address: UInt64, length: UInt32, writable: Bool)] = []
+            var total: UInt64 = 0
+            while total <= 1 << 32 {
+                let length = UInt64((17 << 11) + rng.next() % (31 << 11)) * 512
+                let offset = min((rng.next() % 64) * 512, (48 << 20) - length)
+                data.append((window + offset, UInt32(length), !write))
+                total += length
+            }
+            #expect(data.count <= 254)
+            let buffers = [(header, UInt32(16), false)] + data + [(status, UInt32(1), true)]
+            let head = rng.next() % 3 == 0
+                ? try h.guest.makeIndirectChain(buffers, table: 0x200000)
+                : try h.guest.makeChain(buffers)
+            try h.guest.publish(head)
+            #expect(h.kickAndWait(), "round \(round): \(h.transport.lastError ?? "")")
+            #expect(try h.memory.load(UInt8.self, from: GuestAddress(status)) == S.ioerr, "round \(round), \(total) bytes")
+            #expect(try h.guest.usedElement(h.guest.usedIdx &- 1).length == 1)
+        }
+        #expect(h.driver.status & VirtioStatus.deviceNeedsReset == 0)
+        #expect((h.device.image as? RawImage)?.allocatedBytes ?? .max < 1 << 20) // no write went through
+        #expect(try h.run(type: T.in, sector: 0, inLength: 512).status == S.ok)
+    }
+
     @Test func randomRegisterWritesNeverTrap() throws {
         let memory = try makeGuestMemory(1 << 20)
         let loop = try RunningLoop()

@@ -292,4 +292,14 @@ private func expectQueueError(_ expected: VirtqueueError, _ body: () throws -> V
                                                    GuestBuffer(address: GuestAddress(0x200), length: 2, isWritable: true)])
         #expect(throws: (any Error).self) { _ = try list.read(from: memory, count: 9) }
     }
+
+    /// Slicing an unchecked buffer at the top of the address space used to trap
+    /// adding the offset; the wrapped result is then refused by the RAM check.
+    @Test func slicingABufferThatWrapsDoesNotTrap() throws {
+        let memory = try GuestMemory(ranges: [(GuestAddress(0), 1 << 20)])
+        let list = [GuestBuffer(address: GuestAddress(UInt64.max - 1), length: 16, isWritable: true)]
+        let tail = list.slice(from: 8, length: 8)
+        #expect(tail == [GuestBuffer(address: GuestAddress(6), length: 8, isWritable: true)])
+        #expect(throws: (any Error).self) { _ = try list.hostBuffers(in: memory) }
+    }
 }

@@ -5,104 +5,6 @@ import Storage
 import Testing
 @testable import Virtio
 
-/// A virtio-blk device on a real raw image in a temp dir, driven through the MMIO
-/// transport with an event loop on its own thread, as in a VM.
-private final class BlockHarness {
-    static let ringBase: UInt64 = 0x10000
-    static let headers: UInt64 = 0x80000
-    static let data: UInt64 = 0x100000
-
-    let directory: URL
-    let imagePath: String
-    let memory: GuestMemory
-    let loop: RunningLoop
-    let irq = FakeInterruptLine()
-    let device: VirtioBlock
-    let transport: VirtioMMIOTransport
-    let driver: FakeDriver
-    let guest: FakeGuestQueue
-    private var slot: UInt64 = 0
-
-    init(size: Int = 1 << 20, readOnly: Bool = false, serial: String? = "skiff-disk-1",
-         features: UInt64 = VirtioFeature.version1, synchronousIO: Bool = false,
-         fileName: String = "disk.raw", imageFile: ((String) throws -> Void)? = nil) throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("skiff-blk-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        imagePath = directory.appendingPathComponent(fileName).path
-        if let imageFile {
-            try imageFile(directory.path)
-        } else {
-            var pattern = [UInt8](repeating: 0, count: size)
-            for i in 0..<size { pattern[i] = UInt8(truncatingIfNeeded: i / 512 + 1) } // each sector: its number+1
-            try Data(pattern).write(to: URL(fileURLWithPath: imagePath))
-        }
-        memory = try makeGuestMemory()
-        loop = try RunningLoop()
-        if synchronousIO {
-            let image = try DiskImageOpener.open(path: imagePath, format: .raw, readOnly: readOnly)
-            device = try VirtioBlock(image: image, serial: serial, synchronousIO: true)
-        } else {
-            device = try VirtioBlock(config: BlockDeviceConfig(path: imagePath, readOnly: readOnly, serial: serial))
-        }
-        transport = try VirtioMMIOTransport(device: device, memory: memory, interrupt: irq, eventLoop: loop.loop)
-        driver = FakeDriver(transport: transport)
-        guest = try FakeGuestQueue(memory: memory, size: 16, base: Self.ringBase)
-        guard driver.negotiate(features) else { throw OptionError("FEATURES_OK refused") }
-        driver.setUpQueue(0, guest)
-        driver.driverOK()
-    }
-
-    deinit { try? FileManager.default.removeItem(at: directory) }
-
-    /// Posts a request: header (type, sector), `out` bytes, `inLength` writable bytes, status.
-    /// Returns its head.
-    @discardableResult
-    func post(type: UInt32, sector: UInt64, out: [UInt8] = [], inLength: UInt32 = 0, publish: Bool = true) throws -> (head: UInt16, status: UInt64, data: UInt64) {
-        let header = Self.headers + slot * 0x100
-        let data = Self.data + slot * 0x10000
-        slot = (slot + 1) % 16
-        try memory.store(type, to: GuestAddress(header))
-        try memory.store(UInt32(0), to: GuestAddress(header + 4))
-        try memory.store(sector, to: GuestAddress(header + 8))
-        try memory.store(UInt8(0xff), to: GuestAddress(header + 16))
-        var buffers: [(address: UInt64, length: UInt32, writable: Bool)] = [(header, 16, false)]
-        if !out.isEmpty {
-            try memory.write(out, to: GuestAddress(data))
-            buffers.append((data, UInt32(out.count), false))
-        }
-        if inLength > 0 { buffers.append((data, inLength, true)) }
-        buffers.append((header + 16, 1, true))
-        let head = try guest.makeChain(buffers)
-        if publish { try guest.publish(head) }
-        return (head, header + 16, data)
-    }
-
-    /// Notifies the queue and waits for `count` more used entries.
-    func kickAndWait(for count: UInt16 = 1) -> Bool {
-        let target = guest.usedIdx &+ count
-        driver.write32(0x50, 0)
-        return waitUntil { self.guest.usedIdx == target }
-    }
-
-    /// One request, start to finish: (status byte, used length, data read).
-    func run(type: UInt32, sector: UInt64, out: [UInt8] = [], inLength: UInt32 = 0) throws -> (status: UInt8, used: UInt32, data: [UInt8]) {
-        let r = try post(type: type, sector: sector, out: out, inLength: inLength)
-        guard kickAndWait() else { throw OptionError("request not completed; status \(driver.status) \(transport.lastError ?? "")") }
-        let used = try guest.usedElement(guest.usedIdx &- 1)
-        #expect(used.id == UInt32(r.head))
-        return (try memory.load(UInt8.self, from: GuestAddress(r.status)), used.length,
-                try memory.read(from: GuestAddress(r.data), count: Int(inLength)))
-    }
-
-    func fileBytes(at offset: Int, count: Int) throws -> [UInt8] {
-        let d = try Data(contentsOf: URL(fileURLWithPath: imagePath))
-        return Array(d[offset..<(offset + count)])
-    }
-}
-
-private let T = (in: UInt32(0), out: UInt32(1), flush: UInt32(4), getID: UInt32(8), discard: UInt32(11), writeZeroes: UInt32(13))
-private let S = (ok: UInt8(0), ioerr: UInt8(1), unsupp: UInt8(2))
-
 @Suite(.serialized) struct VirtioBlockTests {
     @Test func configSpaceAndFeatures() throws {
         let h = try BlockHarness()
@@ -159,6 +61,30 @@ private let S = (ok: UInt8(0), ioerr: UInt8(1), unsupp: UInt8(2))
         #expect(try h.run(type: T.discard, sector: 0, out: segment(8, 8, 1)).status == S.unsupp) // unmap on discard
         #expect(try h.run(type: T.writeZeroes, sector: 0, out: segment(2047, 2, 0)).status == S.ioerr) // past the end
         #expect(try h.run(type: T.discard, sector: 0, out: [1, 2, 3]).status == S.ioerr) // not whole segments
+    }
+
+    /// Issue #7: with `--disk path=X` (format probed), a guest write of a qcow2
+    /// header to sector 0 must be refused on the async path too, or the next probed
+    /// open follows the forged backing file name and hands the guest a host file.
+    @Test func forgedQcow2HeaderOnAProbedRawDiskIsRefused() throws {
+        let h = try BlockHarness()
+        #expect(h.device.engine.isAsynchronous, "this test is about the libaio path")
+        #expect(h.device.image.format == .raw)
+        let before = try h.fileBytes(at: 0, count: 512)
+        var forged = [UInt8](repeating: 0, count: 512)
+        forged.replaceSubrange(0 ..< 8, with: [0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3]) // magic, version 3
+        forged[15] = 0x80                                                         // backing_file_offset 0x80
+        forged[19] = 11                                                           // backing_file_size
+        forged.replaceSubrange(0x80 ..< 0x8b, with: Array("/etc/passwd".utf8))
+        let r = try h.run(type: T.out, sector: 0, out: forged + [UInt8](repeating: 7, count: 512))
+        #expect(r.status == S.ioerr)
+        #expect(try h.fileBytes(at: 0, count: 512) == before)
+        #expect(try DiskImageOpener.detectFormat(path: h.imagePath) == .raw)
+        // Ordinary writes to sector 0, and a signature anywhere else, still work.
+        #expect(try h.run(type: T.out, sector: 0, out: [UInt8](repeating: 0x5a, count: 512)).status == S.ok)
+        #expect(try h.run(type: T.out, sector: 1, out: forged).status == S.ok)
+        #expect(try h.fileBytes(at: 0, count: 1) == [0x5a])
+        #expect(try DiskImageOpener.detectFormat(path: h.imagePath) == .raw)
     }
 
     @Test func outOfRangeSectorsAreIOErrors() throws {

@@ -11,34 +11,15 @@
  * then a valid write + read-back, which must work:
  *   hostile: PASS valid request after N hostile cases   (or hostile: FAIL ...)
  */
-#include "virtio.h"
+#include "hostile.h"
 
 const int fw_run_in_user_mode = 1;
 
-#define T_IN 0
-#define T_OUT 1
-#define VIRTIO_BLK_F_SEG_MAX 2
-
-#define MEM_Q		(SCRATCH_BASE + 0x00000)
-#define MEM_HDR		(SCRATCH_BASE + 0x04000)
-#define MEM_STATUS	(SCRATCH_BASE + 0x04100)
-#define MEM_IND		(SCRATCH_BASE + 0x10000)	/* indirect tables, 64 KiB */
-#define MEM_BUF		(SCRATCH_BASE + 0x20000)	/* data, 256 KiB */
-#define MEM_BUF2	(SCRATCH_BASE + 0x60000)
-#define OUTSIDE_RAM	0x1000000000ull			/* 64 GiB */
-#define IN_HOLE		0xf0000000ull			/* 32-bit MMIO hole, not RAM */
-
-static struct vdev *dev;
-static struct vq q;
-static int indirect_ok;
-
-struct hdr {
-	uint32_t type, reserved;
-	uint64_t sector;
-};
-
-static volatile uint8_t *status = (volatile uint8_t *)MEM_STATUS;
-static struct hdr *hdr = (struct hdr *)MEM_HDR;
+struct vdev *dev;
+struct vq q;
+int indirect_ok;
+volatile uint8_t *status = (volatile uint8_t *)MEM_STATUS;
+struct hdr *hdr = (struct hdr *)MEM_HDR;
 
 static int dev_init(void)
 {
@@ -52,7 +33,7 @@ static int dev_init(void)
 	return 0;
 }
 
-static void set(volatile struct virtq_desc *d, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
+void set(volatile struct virtq_desc *d, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
 {
 	d->addr = addr;
 	d->len = len;
@@ -61,7 +42,7 @@ static void set(volatile struct virtq_desc *d, uint64_t addr, uint32_t len, uint
 }
 
 /* A request header + status pair, the data in between is up to the case. */
-static void header(uint32_t type, uint64_t sector)
+void header(uint32_t type, uint64_t sector)
 {
 	hdr->type = type;
 	hdr->reserved = 0;
@@ -69,10 +50,10 @@ static void header(uint32_t type, uint64_t sector)
 	*status = 0xee;
 }
 
-static int cases, accepted_bad;
+int cases, accepted_bad;
 
 /* Push head(s), kick, wait, report. */
-static void run(const char *name, uint16_t head, int must_fail)
+void run(const char *name, uint16_t head, int must_fail)
 {
 	vq_push(&q, head);
 	vq_kick(&q);
@@ -101,8 +82,6 @@ static void reset_between(void)
 	if (r)
 		printf("hostile: device re-initialisation failed (%d)\n", r);
 }
-
-typedef void (*case_fn)(void);
 
 static void c_loop(void)
 {
@@ -290,7 +269,7 @@ static void c_too_many_data_descs(void)
 	run("more-segments-than-seg-max", 0, 0);
 }
 
-static volatile struct virtq_desc *ind = (volatile struct virtq_desc *)MEM_IND;
+volatile struct virtq_desc *ind = (volatile struct virtq_desc *)MEM_IND;
 
 static void ind_three(void)
 {
@@ -300,7 +279,7 @@ static void ind_three(void)
 	set(&ind[2], MEM_STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
 }
 
-static int need_indirect(const char *name)
+int need_indirect(const char *name)
 {
 	if (!indirect_ok)
 		printf("hostile: case %s: skipped (VIRTIO_F_INDIRECT_DESC not offered)\n", name);
@@ -483,8 +462,10 @@ static const case_fn all_cases[] = {
 	c_read_into_readonly, c_status_readonly, c_header_writable, c_readable_after_writable,
 	c_header_only, c_unknown_type, c_sector_past_end,
 	c_whole_queue_chain, c_too_many_data_descs,
+	c_sum_over_4gib, c_sum_over_4gib_indirect, c_sum_exactly_4gib, c_overlapping_buffers, c_data_over_header_and_status,
 	c_indirect_valid, c_indirect_bad_len, c_indirect_zero_len, c_indirect_outside_ram,
 	c_indirect_nested, c_indirect_next_oob, c_indirect_loop, c_indirect_with_next, c_indirect_too_long,
+	c_indirect_whole_queue,
 	c_avail_idx_jump, c_queue_outside_ram, c_queue_size_not_pow2,
 };
 

@@ -4,8 +4,11 @@ public struct ImageCheckReport: Sendable {
     public var corruptions = 0
     /// Clusters whose refcount is higher than their references (wasted space only).
     public var leaks = 0
-    /// One line per problem, e.g. `Leaked cluster 9 refcount=1 reference=0`.
+    /// One line per problem, e.g. `Leaked cluster 9 refcount=1 reference=0`; at most
+    /// `maxMessages` (a hostile image can have billions), the rest only counted.
     public var messages: [String] = []
+    public var messagesOmitted = 0
+    static let maxMessages = 10_000
     public var allocatedClusters: UInt64 = 0
     public var totalClusters: UInt64 = 0
     public var fragmentedClusters: UInt64 = 0
@@ -19,6 +22,7 @@ public struct ImageCheckReport: Sendable {
     /// The report as `qemu-img check` prints it.
     public var formatted: String {
         var out = messages.map { $0 + "\n" }.joined()
+        if messagesOmitted > 0 { out += "(\(messagesOmitted) more problems not listed)\n" }
         if !messages.isEmpty { out += "\n" }
         if corruptions == 0 && leaks == 0 { out += "No errors were found on the image.\n" }
         if corruptions > 0 {
@@ -44,7 +48,19 @@ extension String {
     fileprivate func leftPadded(_ n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
 }
 
+extension ImageCheckReport {
+    mutating func note(_ message: String) {
+        if messages.count < Self.maxMessages { messages.append(message) } else { messagesOmitted += 1 }
+    }
+}
+
 extension Qcow2Image {
+    /// QEMU's limits for `check`: it refuses files of more than INT_MAX clusters
+    /// (qcow2_check_refcounts) and snapshot tables over QCOW_MAX_SNAPSHOTS_SIZE.
+    static let maxCheckClusters = UInt64(Int32.max)
+    static let maxSnapshotTableBytes: UInt64 = 1024 * UInt64(Qcow2Header.maxSnapshots)
+    static let maxSnapshotExtraData: UInt64 = 1024
+
     /// Recomputes every cluster's references from the metadata on disk (header,
     /// L1/L2 tables, refcount structures, snapshot tables) and compares them with
     /// the stored refcounts. Flushes first when the image is writable.
@@ -54,10 +70,15 @@ extension Qcow2Image {
         let cs = clusterSize
         let fileSize = try file.size()
         let fileClusters = (fileSize + cs - 1) / cs
-        var refs = [UInt32](repeating: 0, count: Int(fileClusters))
+        guard fileClusters <= Self.maxCheckClusters else {
+            throw StorageError(.unsupportedFeature,
+                "image file of \(fileClusters) clusters is too large to check (at most \(Self.maxCheckClusters), as qemu-img)", path: path)
+        }
+        // Sparse: the file length costs nothing to fake, so memory follows the references.
+        var refs = ClusterReferences()
         let h = header
 
-        func error(_ s: String) { r.corruptions += 1; r.messages.append("ERROR " + s) }
+        func error(_ s: String) { r.corruptions += 1; r.note("ERROR " + s) }
         /// Counts one reference to each cluster of `offset ..< offset+length`.
         func ref(_ offset: UInt64, _ length: UInt64, _ what: String) {
             guard length > 0 else { return }
@@ -65,7 +86,7 @@ extension Qcow2Image {
                 error("\(what) offset=0x\(String(offset, radix: 16)) is outside the image (end \(fileSize))")
                 return
             }
-            for c in offset / cs ... (end - 1) / cs { refs[Int(c)] &+= 1 }
+            for c in offset / cs ... (end - 1) / cs { refs.add(c) }
         }
         func readTable(_ offset: UInt64, entries: Int) throws -> [UInt64] {
             var raw = [UInt8](repeating: 0, count: entries * 8)
@@ -79,12 +100,17 @@ extension Qcow2Image {
         if h.nbSnapshots > 0 {
             var pos = h.snapshotsOffset
             var start = pos
+            // nb_snapshots is capped by the header parser; the table's bytes are capped here.
             for i in 0 ..< h.nbSnapshots {
+                guard pos - h.snapshotsOffset <= Self.maxSnapshotTableBytes, pos < fileSize else {
+                    error("snapshot table (\(h.nbSnapshots) entries at 0x\(String(h.snapshotsOffset, radix: 16))) is too big or runs past the end of the file")
+                    break
+                }
                 var fixed = [UInt8](repeating: 0, count: 40)
                 try fixed.withUnsafeMutableBytes { try file.read(into: $0, at: pos) }
                 let l1Off = fixed.be64(0), l1Size = fixed.be32(8)
                 let idLen = UInt64(fixed.be16(12)), nameLen = UInt64(fixed.be16(14)), extra = UInt64(fixed.be32(36))
-                guard extra < 1 << 16, l1Size <= UInt32(Qcow2Header.maxL1Bytes / 8) else {
+                guard extra <= Self.maxSnapshotExtraData, l1Size <= UInt32(Qcow2Header.maxL1Bytes / 8) else {
                     error("snapshot \(i) has an invalid table entry"); break
                 }
                 l1Tables.append((l1Off, l1Size, false))
@@ -147,23 +173,36 @@ extension Qcow2Image {
             }
             ref(off, cs, "refcount block")
         }
-        // Compare.
-        let coverage = UInt64(table.count) * refcounts.entriesPerBlock
-        let limit = min(max(fileClusters, 0), coverage)
-        for c in 0 ..< max(fileClusters, limit) {
-            let expected = c < fileClusters ? UInt64(refs[Int(c)]) : 0
+        // Compare, in ascending cluster order, only where a difference can be: clusters
+        // a refcount block describes (no other cluster has a stored refcount) and
+        // clusters with references. Both are bounded by the capped metadata, not by
+        // the file's (possibly sparse, hostile) length.
+        func compare(_ c: UInt64) {
+            let expected = UInt64(refs.count(c))
             let stored: UInt64
             do { stored = try refcounts.refcount(c) } catch let e as StorageError {
                 if expected > 0 { error("cannot read refcount of cluster \(c): \(e.context)") }
-                continue
-            }
+                return
+            } catch { return }
             if stored < expected {
                 error("cluster \(c) refcount=\(stored) reference=\(expected)")
             } else if stored > expected {
                 r.leaks += 1
-                r.messages.append("Leaked cluster \(c) refcount=\(stored) reference=\(expected)")
+                r.note("Leaked cluster \(c) refcount=\(stored) reference=\(expected)")
             }
         }
+        let perBlock = refcounts.entriesPerBlock
+        func described(_ c: UInt64) -> Bool { c / perBlock < UInt64(table.count) && table[Int(c / perBlock)] != 0 }
+        var undescribed: [UInt64] = []
+        refs.forEachReferenced { c in if c < fileClusters && !described(c) { undescribed.append(c) } }
+        var next = 0
+        for (i, e) in table.enumerated() where e != 0 {
+            let first = UInt64(i) * perBlock
+            guard first < fileClusters else { break }
+            while next < undescribed.count, undescribed[next] < first { compare(undescribed[next]); next += 1 }
+            for c in first ..< min(first + perBlock, fileClusters) { compare(c) }
+        }
+        for c in undescribed[next...] { compare(c) }
         for (c, copied, what) in copiedChecks {
             let stored = (try? refcounts.refcount(c)) ?? 0
             if copied != (stored == 1) && stored != 0 {
@@ -171,8 +210,7 @@ extension Qcow2Image {
             }
         }
         r.totalClusters = (h.size + cs - 1) / cs
-        var end: UInt64 = 0
-        for c in (0 ..< fileClusters).reversed() where refs[Int(c)] > 0 { end = (c + 1) * cs; break }
+        let end = refs.highest.map { ($0 + 1) * cs } ?? 0
         r.imageEndOffset = max(end, fileSize)
         return r
     }

@@ -9,6 +9,8 @@ struct Qcow2Header: Equatable {
     static let maxL1Bytes: UInt64 = 32 << 20
     static let maxRefcountTableBytes: UInt64 = 8 << 20
     static let maxVirtualSize: UInt64 = 1 << 55 // host offsets are 56 bits
+    /// QEMU's QCOW_MAX_SNAPSHOTS: it refuses to open images claiming more.
+    static let maxSnapshots: UInt32 = 65536
 
     /// Incompatible feature bits.
     enum Incompatible {
@@ -183,6 +185,9 @@ struct Qcow2Header: Equatable {
             if h.l1TableOffset < rtEnd && h.refcountTableOffset < l1End {
                 throw corrupt("L1 table and refcount table overlap")
             }
+        }
+        guard h.nbSnapshots <= maxSnapshots else {
+            throw bad("\(h.nbSnapshots) snapshots (at most \(maxSnapshots), as QEMU)")
         }
         if h.nbSnapshots > 0 {
             guard h.snapshotsOffset % cs == 0, h.snapshotsOffset != 0, h.snapshotsOffset < fileClusters else {

@@ -39,7 +39,11 @@ extension Qcow2Image {
             try base.close()
         }
         guard var size else { throw StorageError(.invalidArgument, "a size is needed (no backing file to take it from)") }
-        size = (size + 511) & ~511 // whole sectors, as qemu-img does
+        // Whole sectors, as qemu-img does (checked: the size comes from the command line).
+        guard let sectors = size.alignedUp(512), sectors <= Qcow2Header.maxVirtualSize else {
+            throw StorageError(.invalidArgument, "size \(size) is too large")
+        }
+        size = sectors
         guard size <= Qcow2Header.maxVirtualSize else { throw StorageError(.invalidArgument, "size \(size) is too large") }
         let bits = UInt32(cs.trailingZeroBitCount)
         let l2Entries = cs / 8

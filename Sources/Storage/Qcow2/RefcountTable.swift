@@ -182,6 +182,8 @@ final class RefcountTable {
             guard v > 0 else { throw corrupt("freeing cluster \(index) whose refcount is already 0") }
             try setRefcount(index, v - 1)
         } else {
+            // 64-bit refcounts have no headroom for setRefcount's check: catch the wrap here.
+            guard v < maxRefcount else { throw corrupt("refcount of cluster \(index) would overflow \(width) bits") }
             try setRefcount(index, v + 1)
         }
     }

@@ -11,9 +11,20 @@ public final class RawImage: DiskImage {
     public var format: DiskFormat { .raw }
     let file: ImageFile
     /// The format was guessed, not given: refuse writes that would make the first
-    /// sector look like a qcow2 header (a guest could otherwise make the next
-    /// auto-detecting open read host files through a forged backing file).
+    /// sector look like a qcow2 (or other) header (a guest could otherwise make the
+    /// next auto-detecting open, ours or QEMU's, read host files through a forged
+    /// backing file). Every write path must pass `write`'s check: `dataExtents`
+    /// sends writes touching sector 0 there instead of to async I/O.
     let formatWasProbed: Bool
+    /// Leading bytes that make a file probe as something other than raw: qcow2 and
+    /// qcow ("QFI\xfb"), and formats QEMU also probes that can name other files
+    /// (QED, VMDK sparse and COWD, VHDX, VPC, LUKS).
+    static let formatSignatures: [[UInt8]] = [
+        Qcow2Header.magicBytes, Array("QED\0".utf8), Array("KDMV".utf8), Array("COWD".utf8),
+        Array("vhdxfile".utf8), Array("conectix".utf8), [0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe],
+    ]
+    static let signatureBytes = 8
+    static let firstSector: UInt64 = 512
     private var closed = false
 
     /// Creates a sparse raw image of `size` bytes; fails if `path` exists.
@@ -54,18 +65,26 @@ public final class RawImage: DiskImage {
         try checkOpen()
         try checkWritable()
         try checkRange(offset, UInt64(buffer.count))
-        if formatWasProbed, offset < 4, buffer.count > 0 {
-            var head = [UInt8](repeating: 0, count: 4)
-            try head.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }
-            for i in 0 ..< min(4, buffer.count - 0) where Int(offset) + i < 4 {
-                head[Int(offset) + i] = buffer[i]
-            }
-            if head == Qcow2Header.magicBytes {
-                throw StorageError(.invalidArgument,
-                    "refusing to write a qcow2 signature into a raw image opened without an explicit format", path: path)
-            }
+        if formatWasProbed, offset < UInt64(Self.signatureBytes), buffer.count > 0 {
+            try refuseFormatSignature(buffer, at: offset)
         }
         try file.write(buffer, at: offset)
+    }
+
+    /// Throws if writing `buffer` at `offset` would leave a format signature at the
+    /// start of the file (merging with the bytes already there: a guest may write
+    /// the signature a byte at a time).
+    private func refuseFormatSignature(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        var head = [UInt8](repeating: 0, count: Self.signatureBytes)
+        try head.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }
+        let start = Int(offset) // < signatureBytes, checked by the caller
+        for i in 0 ..< min(Self.signatureBytes - start, buffer.count) { head[start + i] = buffer[i] }
+        if let sig = Self.formatSignatures.first(where: { head.starts(with: $0) }) {
+            let name = sig == Qcow2Header.magicBytes ? "a qcow2" : "an image format"
+            throw StorageError(.invalidArgument,
+                "refusing to write \(name) signature into sector 0 of a raw image opened without an explicit format (give format=raw to allow it)",
+                path: path)
+        }
     }
 
     public func flush() throws {
@@ -81,6 +100,11 @@ public final class RawImage: DiskImage {
         try checkOpen()
         try checkWritable()
         try checkRange(offset, length)
+        if formatWasProbed, offset < UInt64(Self.signatureBytes), length > 0 {
+            // Zeroes can complete a signature that contains a zero byte (QED's "QED\0").
+            let zeroes = [UInt8](repeating: 0, count: Int(min(length, UInt64(Self.signatureBytes) - offset)))
+            try zeroes.withUnsafeBytes { try refuseFormatSignature($0, at: offset) }
+        }
         try file.zeroRange(at: offset, length: length)
     }
 
@@ -93,6 +117,10 @@ public final class RawImage: DiskImage {
     public func dataExtents(at offset: UInt64, length: UInt64, forWrite: Bool) throws -> [DiskExtent] {
         try checkOpen()
         try checkRange(offset, length)
+        // Writes to sector 0 of a probed image go through `write`, which checks for a forged header.
+        if forWrite, formatWasProbed, offset < Self.firstSector, length > 0 {
+            return [DiskExtent(.synchronous, offset: offset, length: length)]
+        }
         return [DiskExtent(.host(fd: file.fd, hostOffset: offset), offset: offset, length: length)]
     }
 

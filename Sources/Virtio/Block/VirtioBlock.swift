@@ -19,6 +19,12 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     /// Largest discard / write-zeroes request, in sectors, and segments per request.
     static let maxDiscardSectors: UInt32 = 1 << 22
     static let maxDiscardSegments: UInt32 = 16
+    /// Largest read or write: the used length (data + status byte) is a 32-bit field.
+    /// Buffers are only checked to lie in RAM, so overlapping ones can add up past
+    /// 4 GiB; such a request gets IOERR.
+    static let maxDataBytes: UInt64 = UInt64(UInt32.max) / sectorSize * sectorSize
+    /// GET_ID answers with at most this many bytes (§5.2.6: VIRTIO_BLK_ID_BYTES).
+    static let idBytes = 20
 
     public let deviceType = VirtioDeviceType.block
     public let queueMaxSizes: [UInt16]
@@ -30,8 +36,15 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     private var generation = 0
     private var completedSinceSignal = false
 
-    /// Wraps an open image. `queueSize` is QueueNumMax of the one request queue.
+    /// Wraps an open image. `queueSize` is QueueNumMax of the one request queue
+    /// (a power of two, at least 4: a request needs a header and a status descriptor).
     public init(image: DiskImage, serial: String? = nil, queueSize: UInt16 = 256, synchronousIO: Bool = false) throws {
+        if let serial, serial.utf8.count > Self.idBytes {
+            throw OptionError("serial '\(serial)' is longer than \(Self.idBytes) bytes")
+        }
+        guard queueSize >= 4, queueSize & (queueSize - 1) == 0 else {
+            throw OptionError("queue size \(queueSize) is not a power of two of at least 4")
+        }
         self.image = image
         self.serial = serial
         queueMaxSizes = [queueSize]
@@ -137,8 +150,8 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
             submit(request, .flush)
         case BlockRequest.typeGetID:
             guard request.dataOut.isEmpty else { return finish(request, BlockRequest.statusIOErr) }
-            var id = [UInt8](repeating: 0, count: 20)
-            if let serial { id.replaceSubrange(0..<serial.utf8.count, with: serial.utf8) }
+            var id = [UInt8](repeating: 0, count: Self.idBytes)
+            if let serial { id.replaceSubrange(0..<min(serial.utf8.count, Self.idBytes), with: serial.utf8.prefix(Self.idBytes)) }
             let n = (try? id.withUnsafeBytes { try request.dataIn.write(to: memory, from: $0) }) ?? 0
             finish(request, BlockRequest.statusOK, written: UInt32(n))
         case BlockRequest.typeDiscard, BlockRequest.typeWriteZeroes:
@@ -163,12 +176,13 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
         let length = data.totalLength
         // Data in the wrong direction (e.g. a read into a device-readable buffer) is an error, not a no-op.
         let wrongWay = isRead ? request.dataOut : request.dataIn
-        guard wrongWay.isEmpty, length % Self.sectorSize == 0,
+        guard wrongWay.isEmpty, length % Self.sectorSize == 0, length <= Self.maxDataBytes,
+              let written = UInt32(exactly: length),
               let offset = diskRange(sector: request.sector, length: length),
               let buffers = try? data.hostBuffers(in: memory)
         else { return finish(request, BlockRequest.statusIOErr) }
         if isRead {
-            submit(request, .read(offset: offset, buffers: buffers), written: UInt32(length))
+            submit(request, .read(offset: offset, buffers: buffers), written: written)
         } else {
             var operations: [DiskIORequest] = [.write(offset: offset, buffers: buffers.map { UnsafeRawBufferPointer($0) })]
             // A driver that did not accept FLUSH expects write-through (§5.2.6.3).
@@ -244,7 +258,7 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
         guard let context else { return }
         do {
             try context.memory.store(status, to: statusAt)
-            try context.queues[0].addUsed(head: head, length: written + 1)
+            try context.queues[0].addUsed(head: head, length: min(written, UInt32.max - 1) + 1)
             completedSinceSignal = true
         } catch {
             context.deviceNeedsReset("virtio-blk used ring: \(error)")

@@ -28,7 +28,9 @@ extension Array where Element == GuestBuffer {
             let len = UInt64(b.length)
             if skip >= len { skip -= len; continue }
             let n = Swift.min(len - skip, want)
-            result.append(GuestBuffer(address: GuestAddress(b.address.rawValue + skip), length: UInt32(n), isWritable: b.isWritable))
+            // Wrapping add: a buffer not yet checked against RAM may sit at the top of the
+            // address space; the wrapped address then fails the RAM check instead of trapping.
+            result.append(GuestBuffer(address: GuestAddress(b.address.rawValue &+ skip), length: UInt32(n), isWritable: b.isWritable))
             want -= n
             skip = 0
         }
