@@ -7,15 +7,20 @@ import KVM
 public struct KVMPlatformState: Codable, Equatable, Sendable {
     public static let version = 1
 
-    /// KVM_GET_CLOCK's answer. `realtime` (CLOCK_REALTIME ns) and `hostTSC` are
-    /// meaningful only when `flags` has KVM_CLOCK_REALTIME / KVM_CLOCK_HOST_TSC.
+    /// KVM_GET_CLOCK's answer, plus the wall time it belongs to.
     public struct Clock: Codable, Equatable, Sendable {
+        /// kvmclock nanoseconds.
         public var clock: UInt64
+        /// KVM's flags (KVM_CLOCK_TSC_STABLE, _REALTIME, _HOST_TSC).
         public var flags: UInt32
+        /// CLOCK_REALTIME in ns at the moment `clock` was read: KVM's own pairing
+        /// when `flags` has KVM_CLOCK_REALTIME (hosts whose clocksource is the
+        /// TSC), else read by Skiff right after KVM_GET_CLOCK (off by microseconds).
         public var realtime: UInt64
+        /// Meaningful only when `flags` has KVM_CLOCK_HOST_TSC.
         public var hostTSC: UInt64
 
-        public var hasRealtime: Bool { flags & UInt32(KVM_CLOCK_REALTIME) != 0 }
+        public var realtimeFromKVM: Bool { flags & UInt32(KVM_CLOCK_REALTIME) != 0 }
     }
 
     public var formatVersion: Int = KVMPlatformState.version
@@ -51,9 +56,10 @@ public enum ClockRestore: String, Codable, Sendable {
     /// pass while it was stopped (QEMU's and Firecracker's default; no jump in
     /// the monotonic clock).
     case frozen
-    /// The clock is advanced by the wall time elapsed since the save, with
-    /// KVM_CLOCK_REALTIME. Needs the saved clock to carry KVM_CLOCK_REALTIME
-    /// (a host whose clocksource is the TSC) and the same wall clock on both sides.
+    /// The clock is advanced by the wall time elapsed since the save: KVM_SET_CLOCK
+    /// with KVM_CLOCK_REALTIME and the saved `realtime`. Needs a host KVM that
+    /// takes KVM_CLOCK_REALTIME (KVM_CAP_ADJUST_CLOCK, Linux 5.16+) and wall
+    /// clocks that agree between the saving and the restoring host.
     case advancedByElapsedRealTime
 }
 

@@ -21,7 +21,7 @@ enum SnapshotFileIO {
 
     /// The whole file, refused with `.limitExceeded` if larger than `limit` (checked before reading).
     static func read(_ url: URL, limit: Int) throws -> [UInt8] {
-        let fd = try open(url, flags: O_RDONLY)
+        let fd = try openRegularFile(url)
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw ioError("fstat", url) }
@@ -58,7 +58,7 @@ enum SnapshotFileIO {
 
     /// CRC-64 of a whole file, read a MiB at a time (memory files are large).
     static func checksum(of url: URL) throws -> UInt64 {
-        let fd = try open(url, flags: O_RDONLY)
+        let fd = try openRegularFile(url)
         defer { close(fd) }
         var crc = CRC64()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
@@ -82,6 +82,23 @@ enum SnapshotFileIO {
 
     static func rename(_ from: URL, to: URL) throws {
         guard Glibc.rename(from.path, to.path) == 0 else { throw ioError("rename to \(to.lastPathComponent)", from) }
+    }
+
+    /// Opens for reading without blocking (a FIFO planted in a snapshot would
+    /// otherwise hang the open) and refuses anything but a regular file.
+    private static func openRegularFile(_ url: URL) throws -> Int32 {
+        let fd = try open(url, flags: O_RDONLY | O_NONBLOCK)
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let error = ioError("fstat", url)
+            close(fd)
+            throw error
+        }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw SnapshotError(.malformed, "\(url.path) is not a regular file")
+        }
+        return fd
     }
 
     private static func open(_ url: URL, flags: Int32, mode: mode_t = 0) throws -> Int32 {

@@ -25,9 +25,11 @@ extension VCPU {
         let fpuBlock = try fpu()
         let ev = try events()
 
+        // SAFETY: kvm_xcrs.xcrs is a C array of KVM_MAX_XCRS kvm_xcr; nr_xcrs is capped to it.
         let xcrList = withUnsafeBytes(of: x.xcrs) { raw in
             Array(raw.bindMemory(to: kvm_xcr.self).prefix(Int(min(x.nr_xcrs, UInt32(StateLimits.xcrs)))))
         }
+        // SAFETY (interrupt bitmap below): a C array of four UInt64, read as such.
         return VCPUState(
             id: id,
             registers: .init(rax: r.rax, rbx: r.rbx, rcx: r.rcx, rdx: r.rdx, rsi: r.rsi, rdi: r.rdi, rsp: r.rsp, rbp: r.rbp,
@@ -84,6 +86,7 @@ extension VCPU {
         if !state.xcrs.isEmpty {
             var x = kvm_xcrs()
             x.nr_xcrs = UInt32(state.xcrs.count)
+            // SAFETY: validate() capped the count at KVM_MAX_XCRS, the array's length.
             withUnsafeMutableBytes(of: &x.xcrs) { raw in
                 let slots = raw.bindMemory(to: kvm_xcr.self)
                 for (i, xcr) in state.xcrs.enumerated() { slots[i].xcr = xcr.index; slots[i].value = xcr.value }

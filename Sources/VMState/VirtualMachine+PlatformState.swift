@@ -1,5 +1,8 @@
 import CKVM
 import KVM
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension VirtualMachine {
     /// Reads the in-kernel PICs, IOAPIC, PIT and kvmclock. The VM must have an
@@ -7,6 +10,7 @@ extension VirtualMachine {
     public func savePlatformState() throws -> KVMPlatformState {
         func chip(_ id: Int32) throws -> [UInt8] {
             let c = try irqChip(UInt32(id))
+            // SAFETY: copies the union's bytes out of a plain C struct.
             return withUnsafeBytes(of: c.chip) { Array($0) }
         }
         let master = try chip(KVM_IRQCHIP_PIC_MASTER)
@@ -14,17 +18,18 @@ extension VirtualMachine {
         let ioapic = try chip(KVM_IRQCHIP_IOAPIC)
         let pitState = try pit()
         let c = try clock()
+        let realtime = c.flags & UInt32(KVM_CLOCK_REALTIME) != 0 ? c.realtime : Self.wallClockNanoseconds()
         return KVMPlatformState(picMaster: master, picSlave: slave, ioapic: ioapic,
                                 pit: VCPUState.bytes(of: pitState),
-                                clock: .init(clock: c.clock, flags: c.flags, realtime: c.realtime, hostTSC: c.host_tsc))
+                                clock: .init(clock: c.clock, flags: c.flags, realtime: realtime, hostTSC: c.host_tsc))
     }
 
     /// Applies saved platform state, after every vCPU's state: PIT, then the
     /// clock, then the PICs and IOAPIC last (an interrupt controller restored
     /// earlier could have a line raised by the PIT or a vCPU step overwrite it).
     /// - Returns: the clock behaviour applied: `.advancedByElapsedRealTime` falls
-    ///   back to `.frozen` when the saved clock has no KVM_CLOCK_REALTIME or this
-    ///   host's KVM cannot take it.
+    ///   back to `.frozen` when this host's KVM cannot take KVM_CLOCK_REALTIME
+    ///   or the saved state has no wall time.
     @discardableResult
     public func restorePlatformState(_ state: KVMPlatformState, clock clockRestore: ClockRestore) throws -> ClockRestore {
         try state.validate()
@@ -35,7 +40,7 @@ extension VirtualMachine {
         data.realtime = state.clock.realtime
         data.host_tsc = state.clock.hostTSC
         let realtimeSupported = UInt32(kvm.check(KVM_CAP_ADJUST_CLOCK)) & UInt32(KVM_CLOCK_REALTIME) != 0
-        let applied: ClockRestore = clockRestore == .advancedByElapsedRealTime && state.clock.hasRealtime && realtimeSupported
+        let applied: ClockRestore = clockRestore == .advancedByElapsedRealTime && state.clock.realtime != 0 && realtimeSupported
             ? .advancedByElapsedRealTime : .frozen
         try setClock(data, flags: applied == .advancedByElapsedRealTime ? UInt32(KVM_CLOCK_REALTIME) : 0)
 
@@ -48,5 +53,11 @@ extension VirtualMachine {
             try setIRQChip(c)
         }
         return applied
+    }
+
+    static func wallClockNanoseconds() -> UInt64 {
+        var t = timespec()
+        clock_gettime(CLOCK_REALTIME, &t)
+        return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
     }
 }

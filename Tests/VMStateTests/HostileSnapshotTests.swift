@@ -209,7 +209,9 @@ import Testing
 
         let g = try Fixture()
         var many = Fixtures.state()
-        many.vcpus = (0..<(StateLimits.vcpus + 1)).map { _ in Fixtures.vcpu(0) }
+        var small = Fixtures.vcpu(0)
+        small.xsave = []  // keeps the 1025-vCPU payload (and the test) small
+        many.vcpus = Array(repeating: small, count: StateLimits.vcpus + 1)
         try g.replaceState(with: many)
         #expect(try g.read() == .limitExceeded)
     }
@@ -253,6 +255,16 @@ import Testing
             files[0]["name"] = "../../etc/passwd"
             m["files"] = files
         }
+        #expect(try f.read() == .malformed)
+    }
+
+    @Test func specialFilesAreRefusedWithoutBlocking() throws {
+        let f = try Fixture()
+        try FileManager.default.removeItem(at: f.stateURL)
+        #expect(mkfifo(f.stateURL.path, 0o600) == 0)
+        #expect(try f.read() == .malformed)
+        try FileManager.default.removeItem(at: f.stateURL)
+        try FileManager.default.createSymbolicLink(atPath: f.stateURL.path, withDestinationPath: "/dev/zero")
         #expect(try f.read() == .malformed)
     }
 
