@@ -5,7 +5,8 @@ import Testing
 /// A snapshot written by format version 1, kept in the repository: every later
 /// Skiff must still read it (the rule is "a build reads its own version and the
 /// one before"). Regenerate only when adding a new version's golden directory:
-/// `SKIFF_WRITE_GOLDEN=1 swift test --filter GoldenSnapshotTests`.
+/// `SKIFF_WRITE_GOLDEN=1 swift test --filter GoldenSnapshotTests`. It was
+/// written from `Fixtures`; change those and this test says so.
 @Suite struct GoldenSnapshotTests {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("Golden/v1")
