@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "Network", dependencies: ["CKVM"]),
         .target(name: "Virtio", dependencies: ["CKVM", "Posix", "Events", "GuestMemory", "Devices", "Storage", "Network",
                                                .product(name: "Logging", package: "swift-log")]),
-        .target(name: "VMState", dependencies: ["CKVM", "KVM"]),
+        .target(name: "VMState", dependencies: ["CKVM", "KVM", "Devices", "Virtio"]),
         .target(name: "VMM", dependencies: ["Posix", "Events", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState",
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "skiff", dependencies: [
@@ -56,6 +56,7 @@ let package = Package(
         ]),
         .testTarget(name: "NetworkTests", dependencies: ["Network"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Events", "GuestMemory", "Devices", "Storage", "Network"]),
+        .testTarget(name: "VMStateTests", dependencies: ["VMState", "KVM", "CKVM", "Devices", "Virtio", "Events", "GuestMemory", "Storage", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "Events", "VMState", "KVM", "CKVM"]),
         // Runs the built `skiff` binary against firmware guests and the guest Linux on /dev/kvm.
         .testTarget(name: "IntegrationTests", dependencies: ["skiff"]),

@@ -138,4 +138,10 @@ _Static_assert(sizeof(struct kvm_userspace_memory_region) == 32, "memory region 
 _Static_assert(sizeof(struct kvm_irqfd) == 32, "kvm_irqfd layout");
 _Static_assert(sizeof(struct kvm_ioeventfd) == 64, "kvm_ioeventfd layout");
 
+// MARK: - Snapshot state requests (VMState)
+
+static const unsigned long CKVM_GET_TSC_KHZ = KVM_GET_TSC_KHZ;
+static const unsigned long CKVM_SET_TSC_KHZ = KVM_SET_TSC_KHZ;
+static const unsigned long CKVM_GET_XSAVE2 = KVM_GET_XSAVE2;
+
 #endif
