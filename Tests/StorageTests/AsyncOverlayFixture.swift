@@ -4,7 +4,6 @@ import Testing
 @testable import Storage
 
 /// Fixtures for the async-engine overlay tests (AsyncOverlayConcurrencyTests.swift).
-
 struct OverlaySetup: Sendable, CustomStringConvertible {
     var cluster: UInt64
     var version: UInt32 = 3
