@@ -1,4 +1,5 @@
 import CAIO
+import Posix
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,7 +35,8 @@ public final class AsyncDiskEngine {
     /// Most iocbs in flight at once.
     public let queueDepth: Int
     /// eventfd, readable when completions are waiting for `processCompletions()`.
-    public let completionFD: Int32
+    public var completionFD: Int32 { completion.fileDescriptor }
+    private let completion: EventFD
     /// True when data I/O goes through libaio, false in the synchronous fallback.
     public var isAsynchronous: Bool { context != nil }
     /// Requests accepted whose completion has not run yet.
@@ -98,9 +100,11 @@ public final class AsyncDiskEngine {
         }
         self.image = image
         self.queueDepth = queueDepth
-        let fd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
-        guard fd >= 0 else { throw StorageError.system("eventfd") }
-        completionFD = fd
+        do {
+            completion = try EventFD("disk completions")
+        } catch {
+            throw StorageError(.io, "\(error)")
+        }
         // A request may become several iocbs (a qcow2 request spanning non-contiguous
         // clusters), so the kernel queue holds more iocbs than requests.
         let iocbs = min(4096, max(64, queueDepth * 16))
@@ -118,7 +122,6 @@ public final class AsyncDiskEngine {
     deinit {
         drain()
         if let context { _ = caio_destroy(context) }
-        Glibc.close(completionFD)
     }
 
     /// Accepts a request; `completion` runs later from `processCompletions()` with
@@ -132,8 +135,7 @@ public final class AsyncDiskEngine {
     /// Reaps finished I/O and runs the completions that are ready. Call when
     /// `completionFD` is readable; harmless to call at any other time.
     public func processCompletions() {
-        var counter: UInt64 = 0
-        _ = Glibc.read(completionFD, &counter, 8) // resets the eventfd
+        completion.consume()
         reap(waitForAll: false)
         pumpBacklog()
         runReady()
@@ -316,8 +318,7 @@ public final class AsyncDiskEngine {
         if op.async { op.async = false; inFlightRequests -= 1 }
         let r = result ?? (op.error.map { .failure($0) } ?? .success(op.bytes))
         ready.append((op.completion, r))
-        var one: UInt64 = 1
-        _ = Glibc.write(completionFD, &one, 8)
+        completion.signal()
     }
 
     private func pumpBacklog() {

@@ -4,6 +4,7 @@ import Events
 import Foundation
 import GuestMemory
 import Logging
+import Posix
 
 /// The virtio-mmio transport, version 2 register layout (virtio 1.2 §4.2.2), in
 /// front of one `VirtioDevice`. Registered on the MMIO bus for `windowSize` bytes.
@@ -34,7 +35,10 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
 
     /// One eventfd per queue: a write (by KVM's ioeventfd or by a plain MMIO write
     /// to QueueNotify) wakes the event loop, which calls `device.queueNotified`.
-    public let queueNotifiers: [(queue: Int, eventFD: Int32)]
+    public var queueNotifiers: [(queue: Int, eventFD: Int32)] {
+        notifierEvents.enumerated().map { ($0.offset, $0.element.fileDescriptor) }
+    }
+    private let notifierEvents: [EventFD]
 
     private let queues: [SplitQueue]
     private var status: UInt32 = 0
@@ -60,27 +64,14 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
         self.interrupt = interrupt
         self.eventLoop = eventLoop
         queues = device.queueMaxSizes.map { SplitQueue(maxSize: $0, memory: memory) }
-        var notifiers: [(queue: Int, eventFD: Int32)] = []
-        for index in queues.indices {
-            let fd = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
-            guard fd >= 0 else {
-                let e = errno
-                for n in notifiers { close(n.eventFD) }
-                throw HostCallError("eventfd for virtio queue \(index)", errno: e)
-            }
-            notifiers.append((index, fd))
-        }
-        queueNotifiers = notifiers
-        for (index, fd) in notifiers {
-            try eventLoop.add(fd) { [weak self] _ in self?.queueEventFired(index, fd: fd) }
+        notifierEvents = try queues.indices.map { try EventFD("virtio queue \($0) notifications") }
+        for (index, event) in notifierEvents.enumerated() {
+            try eventLoop.add(event.fileDescriptor) { [weak self] _ in self?.queueEventFired(index) }
         }
     }
 
     deinit {
-        for (_, fd) in queueNotifiers {
-            eventLoop.remove(fd)
-            close(fd)
-        }
+        for event in notifierEvents { eventLoop.remove(event.fileDescriptor) }
     }
 
     /// The VM pauses: see `VirtioDevice.quiesce()`. On the event loop thread.
@@ -334,14 +325,12 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
 
     /// Wakes the event loop for queue `index`, as KVM's ioeventfd would.
     private func notify(queue index: UInt32) {
-        guard Int(index) < queueNotifiers.count else { return }
-        var one: UInt64 = 1
-        _ = Glibc.write(queueNotifiers[Int(index)].eventFD, &one, 8)
+        guard Int(index) < notifierEvents.count else { return }
+        notifierEvents[Int(index)].signal()
     }
 
-    private func queueEventFired(_ index: Int, fd: Int32) {
-        var count: UInt64 = 0
-        _ = Glibc.read(fd, &count, 8)
+    private func queueEventFired(_ index: Int) {
+        notifierEvents[index].consume()
         lock.lock(); defer { lock.unlock() }
         guard let context, context.isActive, !needsReset, queues[index].isReady else { return }
         device.queueNotified(index)
