@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layers, lowest first; a target only imports targets above it in this list.
 //   CKVM, CAIO (C shims) → KVM, GuestMemory → X86, Devices, Storage, Network
-//   → Virtio → VMState → VMM → skiff
+//   → Virtio → VMState → VMM → skiff;  API (control plane, no VM imports) → skiff
 let package = Package(
     name: "Skiff",
     platforms: [.macOS(.v13)],
@@ -13,6 +13,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),  // APITests only: reads docs/api.yaml
     ],
     targets: [
         // C shims: <linux/kvm.h>, non-variadic ioctl wrappers, constants.
@@ -28,9 +30,18 @@ let package = Package(
         .target(name: "Network", dependencies: ["CKVM"]),
         .target(name: "Virtio", dependencies: ["CKVM", "GuestMemory", "Devices", "Storage", "Network"]),
         .target(name: "VMState", dependencies: ["CKVM", "KVM"]),
+        // The control plane (`--api-socket`): HTTP over a unix socket; talks to the VM only
+        // through its own `VMControl` protocol, so it does not import VMM.
+        .target(name: "API", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         .target(name: "VMM", dependencies: ["KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState"]),
         .executableTarget(name: "skiff", dependencies: [
-            "VMM", "Storage", "Virtio",
+            "VMM", "Storage", "Virtio", "API",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -46,6 +57,12 @@ let package = Package(
         ]),
         .testTarget(name: "NetworkTests", dependencies: ["Network"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "GuestMemory", "Devices", "Storage", "Network"]),
+        .testTarget(name: "APITests", dependencies: [
+            "API",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "VMState", "KVM", "CKVM"]),
         // Runs the built `skiff` binary against firmware guests and the guest Linux on /dev/kvm.
         .testTarget(name: "IntegrationTests", dependencies: ["skiff"]),

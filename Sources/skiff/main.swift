@@ -8,7 +8,7 @@ struct Skiff: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "skiff",
         abstract: "A small KVM virtual machine monitor.",
-        subcommands: [RunCommand.self, ImageCommand.self])
+        subcommands: [RunCommand.self, ImageCommand.self] + apiClientCommands)
 }
 
 func printError(_ message: String) {
