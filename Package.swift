@@ -47,6 +47,8 @@ let package = Package(
 
         // Benchmark / tooling driver for the storage layer (also the crash-consistency test's writer).
         .executableTarget(name: "skiff-storage-bench", dependencies: ["Storage"], path: "Benchmarks/StorageBench"),
+        // What `--api-socket` costs: start-up time, RSS, request latency (see README, API).
+        .executableTarget(name: "skiff-api-bench", dependencies: ["API"], path: "Benchmarks/APIBench"),
 
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),

@@ -51,6 +51,11 @@ final class APIRequestHandler: ChannelInboundHandler {
                 return
             }
             state = .receiving(head: head, match: settings.router.match(uri: head.uri, method: head.method), body: nil)
+            // curl asks before sending a larger body; say yes rather than make it wait a second.
+            if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+                let proceed = HTTPResponseHead(version: head.version, status: .continue)
+                context.writeAndFlush(wrapOutboundOut(.head(proceed)), promise: nil)
+            }
         case .body(var chunk):
             guard case .receiving(let head, let match, var body) = state else { return }
             // Chunked bodies carry no length up front: count as they arrive.

@@ -1,6 +1,9 @@
 import API
 import Foundation
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Every route answers with Cloud Hypervisor's status codes and JSON errors, over a
 /// real unix socket.
@@ -179,6 +182,21 @@ struct RouteTests {
             let text = connection.readToEnd()
             #expect(text.hasPrefix("HTTP/1.1 204"))
             #expect(text.contains("\"state\":\"Paused\""))
+        }
+    }
+
+    @Test func expect100ContinueIsAnsweredBeforeTheBody() throws {
+        try withServer { s in
+            let connection = try RawConnection(path: s.path, timeout: 5)
+            let body = #"{"destination_url": "file:///snap"}"#
+            connection.send("PUT /api/v1/vm.snapshot HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n")
+            var interim = [UInt8](repeating: 0, count: 25)
+            #expect(recv(connection.fd, &interim, interim.count, Int32(MSG_WAITALL)) == 25)
+            #expect(String(decoding: interim, as: UTF8.self) == "HTTP/1.1 100 Continue\r\n\r\n")
+            connection.send(body)
+            let response = RawResponse(connection.readToEnd())
+            #expect(response?.status == 501)
         }
     }
 }

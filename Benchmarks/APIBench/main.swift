@@ -1,0 +1,64 @@
+import API
+import Foundation
+
+// What `--api-socket` costs a skiff process: time to bind and answer the first
+// request, the memory that adds (VmRSS), and the latency of later requests.
+// Run the release build: `swift build -c release --product skiff-api-bench`.
+
+/// A VM that answers at once, so only the API's own cost is measured.
+final class IdleVM: VMControl, @unchecked Sendable {
+    func ping() -> PingInfo { PingInfo(buildVersion: "bench", version: "bench", pid: Int64(getpid())) }
+    func info() -> VMInfo {
+        VMInfo(state: VMInfo.stateRunning,
+               config: VMConfigInfo(kernel: "/vmlinux", initrd: nil, cmdline: "console=ttyS0",
+                                    cpus: .init(bootVCPUs: 1), memory: .init(size: 256 << 20)),
+               counters: ["uptime_ms": 1])
+    }
+    func pause() throws {}
+    func resume() throws {}
+    func shutdown() throws {}
+    func reboot() throws {}
+    func shutdownVMM() throws {}
+}
+
+func residentKiB() -> Int {
+    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+    return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
+}
+
+func milliseconds(since start: DispatchTime) -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
+}
+
+let path = "/tmp/skiff-api-bench-\(getpid()).sock"
+let requests = Int(CommandLine.arguments.dropFirst().first ?? "") ?? 2000
+
+let rssBefore = residentKiB()
+let t0 = DispatchTime.now()
+let server = APIServer(path: path, control: IdleVM())
+try server.start()
+let bound = milliseconds(since: t0)
+let client = APIClient(path: path)
+_ = try client.ping()
+let firstAnswer = milliseconds(since: t0)
+let rssStarted = residentKiB()
+
+let t1 = DispatchTime.now()
+for _ in 0..<requests { _ = try client.info() }
+let perInfo = milliseconds(since: t1) / Double(requests)
+let t2 = DispatchTime.now()
+for _ in 0..<requests { try client.pause() }
+let perPause = milliseconds(since: t2) / Double(requests)
+let rssAfter = residentKiB()
+
+let t3 = DispatchTime.now()
+server.stop()
+let stopped = milliseconds(since: t3)
+
+print(String(format: "start (bind + event-loop thread): %.2f ms", bound))
+print(String(format: "start to first answered request:  %.2f ms", firstAnswer))
+print("VmRSS before start: \(rssBefore) KiB, after start + first request: \(rssStarted) KiB "
+    + "(+\(rssStarted - rssBefore) KiB), after \(2 * requests) requests: \(rssAfter) KiB (+\(rssAfter - rssBefore) KiB)")
+print(String(format: "GET vm.info round trip (new connection each): %.3f ms; PUT vm.pause: %.3f ms", perInfo, perPause))
+print(String(format: "stop: %.2f ms", stopped))
