@@ -31,6 +31,27 @@ func milliseconds(since start: DispatchTime) -> Double {
     Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
 }
 
+// `skiff-api-bench serve PATH`: serve the idle VM until `vmm.shutdown`, to try curl against.
+if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "serve" {
+    final class ServedVM: VMControl, @unchecked Sendable {
+        let base = IdleVM()
+        let done = DispatchSemaphore(value: 0)
+        func ping() -> PingInfo { base.ping() }
+        func info() -> VMInfo { base.info() }
+        func pause() throws {}
+        func resume() throws {}
+        func shutdown() throws {}
+        func reboot() throws {}
+        func shutdownVMM() throws { done.signal() }
+    }
+    let vm = ServedVM()
+    let server = APIServer(path: CommandLine.arguments[2], control: vm)
+    try server.start()
+    vm.done.wait()
+    server.stop()
+    exit(0)
+}
+
 let path = "/tmp/skiff-api-bench-\(getpid()).sock"
 let requests = Int(CommandLine.arguments.dropFirst().first ?? "") ?? 2000
 

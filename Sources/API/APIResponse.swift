@@ -35,13 +35,7 @@ public struct ErrorBody: Codable, Sendable, Equatable {
 enum JSONCoding {
     static var encoder: JSONEncoder {
         let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
-        return e
-    }
-
-    static var prettyEncoder: JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return e
     }
 

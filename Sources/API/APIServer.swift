@@ -63,8 +63,8 @@ public final class APIServer: Sendable {
                 let channel = try makeBootstrap(group).withBoundSocket(bound.descriptor).wait()
                 running = Running(group: group, channel: channel, bound: bound)
             } catch {
-                // NIO owns the descriptor once handed over; on failure close what is left.
-                _ = close(bound.descriptor)
+                // The descriptor is NIO's once handed over (it closes it on its failure
+                // paths): closing it here too could close someone else's reused descriptor.
                 UnixSocketListener.remove(path: path, bound: bound)
                 try? group.syncShutdownGracefully()
                 throw APIServerError("cannot serve the API at \(path): \(error)")
