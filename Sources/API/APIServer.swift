@@ -105,6 +105,10 @@ public final class APIServer: Sendable {
         limits.maxHeaderFieldCount = 100
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
+            // Out of descriptors (EMFILE): pause accepting a moment instead of spinning the loop.
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler()) }
+            }
             // A client that shuts down its sending side still gets its answer.
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
