@@ -21,11 +21,15 @@ final class IdleVM: VMControl, @unchecked Sendable {
     func shutdownVMM() throws {}
 }
 
-func residentKiB() -> Int {
+/// A /proc/self/status figure in KiB: VmRSS, or its parts RssAnon (heap, stacks) and
+/// RssFile (code and data pages mapped from the binary and libraries).
+func statusKiB(_ field: String) -> Int {
     let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+    let line = status.split(separator: "\n").first { $0.hasPrefix(field + ":") } ?? ""
     return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
 }
+
+func residentKiB() -> Int { statusKiB("VmRSS") }
 
 func milliseconds(since start: DispatchTime) -> Double {
     Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
@@ -55,15 +59,16 @@ if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "serve" {
 let path = "/tmp/skiff-api-bench-\(getpid()).sock"
 let requests = Int(CommandLine.arguments.dropFirst().first ?? "") ?? 2000
 
-let rssBefore = residentKiB()
+let rssBefore = residentKiB(), anonBefore = statusKiB("RssAnon")
 let t0 = DispatchTime.now()
 let server = APIServer(path: path, control: IdleVM())
 try server.start()
 let bound = milliseconds(since: t0)
+let rssBound = residentKiB()
 let client = APIClient(path: path)
 _ = try client.ping()
 let firstAnswer = milliseconds(since: t0)
-let rssStarted = residentKiB()
+let rssStarted = residentKiB(), anonStarted = statusKiB("RssAnon")
 
 let t1 = DispatchTime.now()
 for _ in 0..<requests { _ = try client.info() }
@@ -79,7 +84,9 @@ let stopped = milliseconds(since: t3)
 
 print(String(format: "start (bind + event-loop thread): %.2f ms", bound))
 print(String(format: "start to first answered request:  %.2f ms", firstAnswer))
-print("VmRSS before start: \(rssBefore) KiB, after start + first request: \(rssStarted) KiB "
+print("VmRSS before start: \(rssBefore) KiB, after start: \(rssBound) KiB (+\(rssBound - rssBefore) KiB), "
+    + "after the first request: \(rssStarted) KiB "
     + "(+\(rssStarted - rssBefore) KiB), after \(2 * requests) requests: \(rssAfter) KiB (+\(rssAfter - rssBefore) KiB)")
+print("  of which RssAnon (heap, stacks): +\(anonStarted - anonBefore) KiB; the rest is file-backed: code and read-only data paged in from the binary and libraries (shared, reclaimable)")
 print(String(format: "GET vm.info round trip (new connection each): %.3f ms; PUT vm.pause: %.3f ms", perInfo, perPause))
 print(String(format: "stop: %.2f ms", stopped))
