@@ -23,9 +23,9 @@ public final class APIServer: Sendable {
         /// Connections above this are answered 503 and closed.
         public var maximumConnections = 64
         /// A connection that sends nothing for this long is closed.
-        public var idleTimeout: TimeAmount = .seconds(10)
+        public var idleTimeout: Duration = .seconds(10)
         /// How long `stop()` waits for answers still owed (e.g. to `vm.shutdown`).
-        public var drainTimeout: TimeAmount = .seconds(2)
+        public var drainTimeout: Duration = .seconds(2)
         public init() {}
     }
 
@@ -81,7 +81,7 @@ public final class APIServer: Sendable {
             return
         }
         try? current.channel.close().wait()
-        let deadline = NIODeadline.now() + options.drainTimeout
+        let deadline = NIODeadline.now() + TimeAmount(options.drainTimeout)
         while registry.answersOwed > 0, NIODeadline.now() < deadline {
             usleep(5_000)
         }
@@ -122,7 +122,7 @@ public final class APIServer: Sendable {
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(IdleStateHandler(readTimeout: options.idleTimeout))
+                    try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount(options.idleTimeout)))
                     try sync.configureHTTPServerPipeline(withErrorHandling: false, withEncoderConfiguration: .init(),
                                                          withDecoderLimitConfiguration: limits)
                     try sync.addHandler(APIRequestHandler(settings))

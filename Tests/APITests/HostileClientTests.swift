@@ -181,7 +181,7 @@ struct HostileClientTests {
             #expect(RawResponse(text)?.error == "too many API connections (at most 8)")
             #expect(s.server.openConnections == 8)
             // Once one leaves, a new client is served.
-            _ = held.first.map { close($0.fd) }
+            held.first?.hangUp()
             #expect(eventually { s.server.openConnections == 7 })
             try stillHealthy(s)
             withExtendedLifetime(held) {}

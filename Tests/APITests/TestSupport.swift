@@ -38,7 +38,7 @@ func makeTemporaryDirectory() throws -> String {
 
 /// A hand-driven client connection, for sending what a well-behaved client would not.
 final class RawConnection {
-    let fd: Int32
+    private(set) var fd: Int32
 
     init(path: String, timeout: Int = 10) throws {
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
@@ -59,12 +59,18 @@ final class RawConnection {
         }
         guard result == 0 else {
             let code = errno
-            close(fd)
+            hangUp()  // deinit runs too: a class's init that throws after initializing everything
             throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
         }
     }
 
-    deinit { close(fd) }
+    deinit { hangUp() }
+
+    /// Closes once: a second close could hit a descriptor number the server (NIO) reused.
+    func hangUp() {
+        if fd >= 0 { close(fd) }
+        fd = -1
+    }
 
     /// Sends `text`; returns false once the server stopped reading (EPIPE/reset).
     @discardableResult
