@@ -163,6 +163,14 @@ final class APIRequestHandler: ChannelInboundHandler {
         answer(context, response, close: true)
     }
 
+    /// A client that pipelines requests but never reads the answers must not make the
+    /// server queue answers without end: stop reading from it while its socket is full.
+    /// (If it stays that way, the idle timeout closes it.)
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        context.channel.setOption(ChannelOptions.autoRead, value: context.channel.isWritable).whenFailure { _ in }
+        context.fireChannelWritabilityChanged()
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
         case let idle as IdleStateHandler.IdleStateEvent where idle == .read:

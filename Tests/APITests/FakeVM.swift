@@ -27,9 +27,14 @@ final class FakeVM: VMControl, @unchecked Sendable {
         PingInfo(buildVersion: "test-build", version: "0.0.0-test", pid: Int64(getpid()), features: ["api"])
     }
 
+    /// How many times `info()` was asked (to see how far the server read a client's requests).
+    var infoCalls: Int { lock.withLock { _infoCalls } }
+    private var _infoCalls = 0
+
     func info() -> VMInfo {
         lock.withLock {
-            VMInfo(state: _state, config: Self.config, counters: ["uptime_ms": 1234, "exits": UInt64(_calls.count)])
+            _infoCalls += 1
+            return VMInfo(state: _state, config: Self.config, counters: ["uptime_ms": 1234, "exits": UInt64(_calls.count)])
         }
     }
 

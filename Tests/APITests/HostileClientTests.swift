@@ -211,6 +211,34 @@ struct HostileClientTests {
         }
     }
 
+    @Test func clientThatSendsButNeverReadsIsThrottledThenDropped() throws {
+        var options = APIServer.Options()
+        options.idleTimeout = .milliseconds(1500)
+        try withServer(options: options) { s in
+            let hog = try RawConnection(path: s.path, timeout: 1)  // a send blocked 1 s ends the flood
+            let request = Array("GET /api/v1/vm.info HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+            let batch = Array([[UInt8]](repeating: request, count: 100).joined())
+            var sent = 0
+            while sent < 32 << 20, hog.send(batch) { sent += batch.count }
+            // Let the server do all it will do, then compare: answers it made vs requests sent.
+            var answered = s.fake.infoCalls
+            for _ in 0..<60 {
+                usleep(500_000)
+                if s.fake.infoCalls == answered { break }
+                answered = s.fake.infoCalls
+            }
+            let requests = sent / request.count
+            // With back-pressure the server stops reading once its answers fill the socket, so
+            // most requests stay unread; without it, it reads them all and queues every answer.
+            #expect(answered * 2 < requests, "answered \(answered) of \(requests) requests nobody reads")
+            #expect(sent < 8 << 20)
+            let before = s.fake.infoCalls
+            #expect(try s.client.info().state == "Running")  // others are still served
+            #expect(s.fake.infoCalls == before + 1)
+            #expect(hog.waitForCloseDraining(seconds: 30))
+        }
+    }
+
     @Test func infoAnswersWhileASlowPauseIsInProgress() throws {
         let vm = FakeVM()
         vm.pauseDelay = 2.0

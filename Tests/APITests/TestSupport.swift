@@ -115,6 +115,18 @@ final class RawConnection {
         }
     }
 
+    /// Reads and discards until the server closes (true) or `seconds` pass (false).
+    func waitForCloseDraining(seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while Date() < deadline {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { return true }
+            if n < 0 && errno == ECONNRESET { return true }
+        }
+        return false
+    }
+
     /// True if the server has closed its end (read gives EOF or reset) within the receive timeout.
     func waitForClose() -> Bool {
         var byte: UInt8 = 0
