@@ -1,3 +1,4 @@
+import API
 import ArgumentParser
 import Logging
 import Storage
@@ -40,6 +41,10 @@ struct RunCommand: ParsableCommand {
                                valueName: "spec"))
     var networks: [String] = []
 
+    @Option(help: ArgumentHelp("Serve the control API (HTTP/JSON, Cloud Hypervisor's endpoints under /api/v1/) on this unix socket: created mode 0600, refused if another skiff serves it, removed on exit.",
+                               valueName: "path"))
+    var apiSocket: String?
+
     @Option(help: ArgumentHelp("VMM log level on stderr: trace, debug, info, notice, warning, error, critical.",
                                valueName: "level"))
     var logLevel: String = "warning"
@@ -60,8 +65,21 @@ struct RunCommand: ParsableCommand {
                                    cpuCount: cpus, memorySize: memorySize,
                                    disks: try disks.map { try BlockDeviceConfig(parsing: $0) },
                                    networks: try networks.map { try NetDeviceConfig(parsing: $0) })
-        let machine = try Machine(config: config)
-        let exit = machine.run()
+        // Blocked before any thread (the API's included) starts, so only the VM's
+        // orderly teardown sees SIGTERM and friends.
+        let signals = try TerminationSignals()
+        let control = MachineControl(config: config)
+        let server = apiSocket.map { APIServer(path: $0, control: control) }
+        try server?.start()
+        defer { server?.stop() }  // every way out of here removes the socket
+        var exit: MachineExit
+        repeat {
+            // `vm.reboot` boots the same config again in this process, behind the same socket.
+            let machine = try Machine(config: config)
+            control.attach(machine)
+            exit = machine.run(signals: signals)
+            control.attach(nil)
+        } while exit == .rebootRequested
         switch exit {
         case .crashed: printError("skiff: \(exit.summary)")
         case .failed: printError("skiff: error: \(exit.summary)")

@@ -5,10 +5,13 @@ import Glibc
 
 /// The `skiff` executable: argument parsing and wiring only.
 struct Skiff: ParsableCommand {
+    /// Reported by `--version` and `vmm.ping`.
+    static let version = "0.3.0"
     static let configuration = CommandConfiguration(
         commandName: "skiff",
         abstract: "A small KVM virtual machine monitor.",
-        subcommands: [RunCommand.self, ImageCommand.self])
+        version: version,
+        subcommands: [RunCommand.self, ImageCommand.self] + apiClientCommands)
 }
 
 func printError(_ message: String) {

@@ -1,0 +1,91 @@
+import API
+import Foundation
+import VMM
+
+/// The control API's view of `skiff run`: it forwards each request to the
+/// machine that runs now (a `vm.reboot` builds a new one), and maps lifecycle
+/// refusals to 409s.
+final class MachineControl: VMControl, @unchecked Sendable {
+    private let config: MachineConfig
+    private let lock = NSLock()
+    private var machine: Machine?
+    private var state = VMInfo.stateCreated
+
+    init(config: MachineConfig) {
+        self.config = config
+    }
+
+    /// The machine the requests go to, from `run()` until it returns.
+    func attach(_ machine: Machine?) {
+        lock.withLock {
+            self.machine = machine
+            if machine == nil { state = VMInfo.stateShutdown }
+        }
+    }
+
+    private var current: Machine? { lock.withLock { machine } }
+
+    private func require(_ verb: String) throws -> Machine {
+        guard let machine = current else { throw ControlError(.conflict, "cannot \(verb): the VM is not running") }
+        return machine
+    }
+
+    private static func refusal(_ verb: String, _ error: Error) -> ControlError {
+        if let e = error as? ControlError { return e }
+        if let e = error as? LifecycleError { return ControlError(.conflict, "cannot \(verb): \(e)") }
+        return ControlError(.internal, "\(verb) failed: \(error)")
+    }
+
+    func ping() -> PingInfo {
+        PingInfo(buildVersion: Skiff.version, version: Skiff.version, pid: Int64(getpid()),
+                 features: ["pause", "resume", "shutdown", "reboot"])
+    }
+
+    func info() -> VMInfo {
+        let machine = current
+        let disks = machine?.disks.map {
+            VMConfigInfo.Disk(path: $0.path, readonly: $0.readOnly, format: $0.format, serial: $0.serial)
+        } ?? config.disks.map {
+            VMConfigInfo.Disk(path: $0.path, readonly: $0.readOnly, format: $0.format?.rawValue ?? "auto", serial: $0.serial)
+        }
+        let nets = machine?.networks.map { VMConfigInfo.Net(tap: $0.tap, mac: $0.mac) }
+            ?? config.networks.map { VMConfigInfo.Net(tap: $0.tap, mac: $0.mac?.description ?? "") }
+        let vmConfig = VMConfigInfo(kernel: config.kernelPath, initrd: config.initrdPath, cmdline: config.commandLine,
+                                    cpus: .init(bootVCPUs: config.cpuCount), memory: .init(size: config.memorySize),
+                                    disks: disks, net: nets)
+        var counters: [String: UInt64] = [:]
+        let state: String
+        if let machine {
+            state = machine.runState.apiName
+            let c = machine.counters
+            counters["uptime_ms"] = UInt64(c.uptime.components.seconds) * 1000
+                + UInt64(c.uptime.components.attoseconds / 1_000_000_000_000_000)
+            counters["exits"] = c.exits
+        } else {
+            state = lock.withLock { self.state }
+        }
+        return VMInfo(state: state, config: vmConfig, counters: counters)
+    }
+
+    func pause() throws {
+        do { try require("pause").pause() } catch { throw Self.refusal("pause", error) }
+    }
+
+    func resume() throws {
+        do { try require("resume").resume() } catch { throw Self.refusal("resume", error) }
+    }
+
+    func shutdown() throws {
+        do { try require("shut down").requestShutdown() } catch { throw Self.refusal("shut down", error) }
+    }
+
+    func reboot() throws {
+        do { try require("reboot").requestReboot() } catch { throw Self.refusal("reboot", error) }
+    }
+
+    func shutdownVMM() throws {
+        // The VMM serves one VM: ending the VMM ends it the same orderly way.
+        guard let machine = current else { return }
+        do { try machine.requestShutdown() } catch { throw Self.refusal("shut down", error) }
+    }
+}
