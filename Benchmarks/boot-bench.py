@@ -19,9 +19,11 @@ import argparse, os, re, statistics, subprocess, sys, tempfile, time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def commands(skiff, guest, memory):
+def commands(skiff, guest, memory, api_socket=None):
     elf = os.path.join(REPO, "firmware", "out", guest + ".elf")
     skiff_cmd = [skiff, "run", "--kernel", elf, "--memory", memory, "--cmdline", ""]
+    if api_socket:
+        skiff_cmd += ["--api-socket", api_socket]
     qemu_cmd = ["qemu-system-x86_64", "-M", "microvm,memory-backend=mem", "-enable-kvm",
                 "-cpu", "host,-arch-capabilities", "-m", memory,
                 "-object", "memory-backend-memfd,id=mem,size=" + memory,
@@ -77,12 +79,17 @@ def main():
     ap.add_argument("--guest", default="hello")
     ap.add_argument("--memory", default="64M")
     ap.add_argument("--skiff", default=os.path.join(REPO, ".build", "release", "skiff"))
+    ap.add_argument("--api", action="store_true",
+                    help="also run skiff with --api-socket (a third column: what the control API costs)")
     args = ap.parse_args()
     if not os.path.exists(args.skiff):
         sys.exit(f"boot-bench: {args.skiff} is missing; run `swift build -c release` first")
     subprocess.run([os.path.join(REPO, "scripts", "build-firmware.sh"), args.guest], check=True, stdout=subprocess.DEVNULL)
 
     cmds = commands(args.skiff, args.guest, args.memory)
+    if args.api:
+        sock = os.path.join(tempfile.mkdtemp(prefix="boot-bench-"), "vm.sock")
+        cmds["skiff+api"] = commands(args.skiff, args.guest, args.memory, sock)["skiff"]
     results = {name: {"run": [], "wall": [], "mem": []} for name in cmds}
     for name, cmd in cmds.items():  # warm-up: page cache, first-run costs
         wall_and_memory(cmd)
@@ -96,14 +103,16 @@ def main():
             results[name]["run"].append(first_kvm_run(cmd) * 1000)
 
     print(f"boot-bench: guest {args.guest}, {args.memory} RAM, {args.runs} runs each, medians (min-max)")
-    print(f"{'figure':<34}{'skiff':>24}{'QEMU microvm':>24}{'skiff/QEMU':>12}")
+    api = "skiff+api" in results
+    print(f"{'figure':<34}{'skiff':>24}{'QEMU microvm':>24}{'skiff/QEMU':>12}" + (f"{'skiff --api-socket':>24}" if api else ""))
     rows = [("start -> first KVM_RUN (ms, strace)", "run"),
             ("start -> exit after power-off (ms)", "wall"),
             ("peak RSS - guest RAM (MiB)", "mem")]
     for label, key in rows:
         s, q = summary(results["skiff"][key]), summary(results["qemu"][key])
         cell = lambda t: f"{t[0]:.1f} ({t[1]:.1f}-{t[2]:.1f})"
-        print(f"{label:<34}{cell(s):>24}{cell(q):>24}{s[0] / q[0]:>12.2f}")
+        extra = f"{cell(summary(results['skiff+api'][key])):>24}" if api else ""
+        print(f"{label:<34}{cell(s):>24}{cell(q):>24}{s[0] / q[0]:>12.2f}" + extra)
 
 
 if __name__ == "__main__":
