@@ -31,9 +31,11 @@ struct LinuxStressTests {
         let tail = String(run.stdout.suffix(3000))
         #expect(!run.timedOut, "stress run did not finish in \(GuestLinux.bootTimeout) s; console tail:\n\(tail)")
         #expect(run.status == 0, "stderr: \(run.stderr)\nconsole tail:\n\(tail)")
-        let summary = try #require(run.lines.last(where: { $0.hasPrefix("SKIFF-STRESS: done") }),
+        // The console ends lines with "\r\n", a single Character to Swift: split on newlines.
+        let lines = run.stdout.components(separatedBy: .newlines)
+        let summary = try #require(lines.last(where: { $0.hasPrefix("SKIFF-STRESS: done") }),
                                    "no SKIFF-STRESS summary; console tail:\n\(tail)")
-        let crashes = run.lines.filter { $0.contains("SKIFF-STRESS: pipeline") || $0.contains("segfault at") }
+        let crashes = lines.filter { $0.contains("SKIFF-STRESS: pipeline") || $0.contains("segfault at") }
             .prefix(20).joined(separator: "\n")
         #expect(summary.contains("SKIFF-STRESS: done pipelines=\(n) processes=\(2 * n) crashed=0 failed=0 wrong-output=0 segfault-lines=0"),
                 "\(summary)\n\(crashes)")
