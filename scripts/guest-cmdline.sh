@@ -29,8 +29,16 @@ SKIFF_GUEST_CMDLINE_BASE="console=ttyS0 reboot=k nokaslr"
 #  - rodata=off: skip mark_rodata_ro(), whose page-attribute changes walk the
 #    kernel mapping page by page (and the 3.7 MiB of alignment gaps are then
 #    not poisoned and freed), ~25 s here; a test guest does without W^X;
-#  - retain_initrd: do not poison and free the initramfs image afterwards.
-SKIFF_GUEST_CMDLINE_PVM="pvm_quirks noxsave nofsgsbase nopku noinvpcid clearcpuid=popcnt,cx16,rdrand,rdseed,rdtscp,erms,fsrm,avx,avx2,rdpid,smap,smep,umip,xsave,fsgsbase,pku,invpcid,clflushopt,clwb mitigations=off tsc=reliable no_timer_check lpj=5000000 noreplace-smp rodata=off retain_initrd"
+#  - retain_initrd: do not poison and free the initramfs image afterwards;
+#  - GLIBC_TUNABLES=...: an environment variable for init and so for every
+#    process (the kernel passes unknown NAME=value words to init): glibc
+#    must not use AVX/AVX-512. The kernel (noxsave) context-switches only
+#    the FXSAVE state (x87, XMM0-15), but guest user mode runs natively
+#    with the host's XCR0, so CPUID/XGETBV offer AVX-512 and glibc's
+#    string functions would keep data in YMM/ZMM registers that another
+#    task then overwrites (issue #13; docs/guest-linux.md).
+SKIFF_GUEST_GLIBC_TUNABLES="glibc.cpu.hwcaps=-AVX,-AVX2,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-AVX_Fast_Unaligned_Load"
+SKIFF_GUEST_CMDLINE_PVM="pvm_quirks noxsave nofsgsbase nopku noinvpcid clearcpuid=popcnt,cx16,rdrand,rdseed,rdtscp,erms,fsrm,avx,avx2,rdpid,smap,smep,umip,xsave,fsgsbase,pku,invpcid,clflushopt,clwb mitigations=off tsc=reliable no_timer_check lpj=5000000 noreplace-smp rodata=off retain_initrd GLIBC_TUNABLES=$SKIFF_GUEST_GLIBC_TUNABLES"
 
 skiff_host_is_pvm() {
     case ${SKIFF_PVM:-} in
