@@ -9,7 +9,8 @@ struct SkiffRun {
     var timedOut: Bool
     var seconds: Double
 
-    var lines: [Substring] { stdout.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) }
+    /// Console lines; "\r\n" is one Character in Swift, so split on any newline.
+    var lines: [Substring] { stdout.split(whereSeparator: { $0.isNewline }) }
 }
 
 enum SkiffProcess {
