@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "VMM", dependencies: ["Posix", "Events", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState",
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "skiff", dependencies: [
-            "VMM", "Storage", "Virtio",
+            "VMM", "VMState", "Storage", "Virtio",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
