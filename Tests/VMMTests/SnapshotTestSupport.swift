@@ -64,7 +64,9 @@ enum SnapshotSupport {
     }
 
     /// Runs skiff; stops it with SIGTERM once stdout holds `untilLines` lines or after `timeout`.
-    static func runSkiff(_ arguments: [String], untilLines: Int = 0, timeout: Double = 30) throws -> ChildRun {
+    /// - Parameter whileRunning: called with the child's pid once `untilLines` lines arrived, before it is stopped.
+    static func runSkiff(_ arguments: [String], untilLines: Int = 0, timeout: Double = 30,
+                         whileRunning: (Int32) -> Void = { _ in }) throws -> ChildRun {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
@@ -88,7 +90,10 @@ enum SnapshotSupport {
         try process.run()
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline {
-            if untilLines > 0, collected.withLock({ $0.out.filter { $0 == 0x0A }.count }) >= untilLines { break }
+            if untilLines > 0, collected.withLock({ $0.out.filter { $0 == 0x0A }.count }) >= untilLines {
+                whileRunning(process.processIdentifier)
+                break
+            }
             usleep(1_000)
         }
         if process.isRunning { process.terminate() }

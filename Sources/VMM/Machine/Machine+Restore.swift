@@ -32,6 +32,7 @@ extension Machine {
         let ranges = try Self.checkMemoryMap(recorded)
         let memory = try GuestMemory(mappingPrivately: snapshot.memoryFileURL.path, ranges: ranges)
         try self.init(building: config, restoredMemory: memory, output: output)
+        restoreStartedAt = start
         let applied = try restore(snapshot.state, clock: clock)
         log.info("restored from \(directory) in \(Self.milliseconds(ContinuousClock.now - start)) (clock \(applied.rawValue))")
     }

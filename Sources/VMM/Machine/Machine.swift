@@ -36,6 +36,8 @@ public final class Machine: @unchecked Sendable {
     let control = NSLock()
     /// When `run` started the vCPUs (for uptime).
     var startedAt: ContinuousClock.Instant?
+    /// When `init(restoringFrom:)` began, to log restore → vCPUs running.
+    var restoreStartedAt: ContinuousClock.Instant?
     /// Lifecycle transitions at info, with timings; failures at error.
     let log = Logger(label: "skiff.vmm")
     /// Signalled once by `stop`; `run` waits on it (with the termination signals).
@@ -168,6 +170,9 @@ public final class Machine: @unchecked Sendable {
         }
 
         log.info(startPaused ? "started paused" : "running")
+        if let restoreStartedAt {
+            log.info("restore → vCPU threads started in \(Self.milliseconds(ContinuousClock.now - restoreStartedAt))")
+        }
 
         waitForStop(signals: signals)
         let stopping = ContinuousClock.now
