@@ -61,6 +61,7 @@ struct SnapshotHostileRestoreTests {
         #expect(run.stdout.isEmpty, "the guest ran: \(run.stdout.prefix(200))")
         let lines = run.stderr.split(separator: "\n")
         #expect(lines.count == 1 && lines[0].hasPrefix("skiff: error: "), "stderr: \(run.stderr)")
+        print("\(damage) → status \(run.status): \(run.stderr.prefix(300))")
     }
 
     @Test func bootOptionsAreRefusedWithRestore() throws {
