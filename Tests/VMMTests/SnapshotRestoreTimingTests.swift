@@ -5,7 +5,8 @@ import Testing
 /// A restore maps the memory file lazily: with most of a 256 MiB or 1 GiB
 /// guest's RAM full of data, the restored process reaches guest output without
 /// reading it (its resident memory stays far below the data), and restore →
-/// vCPUs running takes about as long for both sizes.
+/// vCPUs running takes about as long for both sizes. SKIFF_KEEP_SNAPSHOTS=1
+/// keeps the snapshots in /tmp, to time `skiff run --restore` by hand.
 @Suite(.enabled(if: FileManager.default.isWritableFile(atPath: "/dev/kvm"), "needs read/write access to /dev/kvm"),
        .serialized)
 struct SnapshotRestoreTimingTests {
@@ -31,7 +32,7 @@ struct SnapshotRestoreTimingTests {
         let buffer = try machine.memory.buffer(at: .init(Self.fillStart), length: filled)
         buffer.initializeMemory(as: UInt8.self, repeating: 0x5A)
         let dir = SnapshotSupport.temporaryDirectory("timing")
-        defer { try? FileManager.default.removeItem(at: dir) }
+        defer { if ProcessInfo.processInfo.environment["SKIFF_KEEP_SNAPSHOTS"] == nil { try? FileManager.default.removeItem(at: dir) } }
         let timing = try machine.snapshot(to: dir.path)
         try machine.requestShutdown()
         _ = finish()
