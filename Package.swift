@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "NetworkTests", dependencies: ["Network"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Events", "GuestMemory", "Devices", "Storage", "Network"]),
         .testTarget(name: "VMStateTests", dependencies: ["VMState", "KVM", "CKVM", "Devices", "Virtio", "Events", "GuestMemory", "Storage", .product(name: "PropertyBased", package: "swift-property-based")]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "Events", "VMState", "KVM", "CKVM"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "Events", "VMState", "KVM", "CKVM", "Virtio"]),
         // Runs the built `skiff` binary against firmware guests and the guest Linux on /dev/kvm.
         .testTarget(name: "IntegrationTests", dependencies: ["skiff"]),
     ],

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import VMM
+import Virtio
 import VMState
 
 /// Snapshots of a running `count` guest, restored in a new `skiff` process and
@@ -154,5 +155,26 @@ struct SnapshotRestoreTests {
         let dir = SnapshotSupport.temporaryDirectory("stopped")
         #expect(throws: LifecycleError.self) { try machine.snapshot(to: dir.path) }
         #expect(!FileManager.default.fileExists(atPath: dir.path), "a refused snapshot must write nothing")
+    }
+
+    /// A VM with a disk is refused before it is paused: it runs on, and nothing is written.
+    @Test func aVMWithADiskIsRefusedBeforePausing() throws {
+        let image = SnapshotSupport.temporaryDirectory("disk.raw")
+        defer { try? FileManager.default.removeItem(at: image) }
+        try Data(count: 1 << 20).write(to: image)
+        let output = Output()
+        let config = MachineConfig(kernelPath: try PauseResumeTests.countFirmware(), commandLine: "count.every=2000000",
+                                   memorySize: 64 << 20, disks: [BlockDeviceConfig(path: image.path)])
+        let machine = try Machine(config: config, output: { output.append($0) })
+        let finish = Self.start(machine)
+        #expect(output.waitForLines(2))
+        let dir = SnapshotSupport.temporaryDirectory("withdisk")
+        #expect(throws: SnapshotRefused.self) { try machine.snapshot(to: dir.path) }
+        #expect(machine.runState == .running)
+        #expect(!FileManager.default.fileExists(atPath: dir.path))
+        let seen = output.newlines
+        #expect(output.waitForLines(seen + 2), "the guest stopped")
+        try machine.requestShutdown()
+        #expect(finish() == .shutDownByRequest)
     }
 }
