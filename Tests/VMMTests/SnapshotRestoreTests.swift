@@ -177,4 +177,37 @@ struct SnapshotRestoreTests {
         try machine.requestShutdown()
         #expect(finish() == .shutDownByRequest)
     }
+
+    /// Many snapshots of a guest that prints all the time, so some catch a vCPU
+    /// right after a serial-port exit: the original's output up to each
+    /// snapshot followed by the restored guest's output must be the exact
+    /// sequence — no character replayed (the I/O instruction is completed
+    /// before the save) or lost.
+    @Test func snapshotsTakenMidPrintDoNotReplayIO() throws {
+        let every: UInt64 = 20_000
+        let (machine, output, finish) = try Self.bootCount(cpus: 1, every: every)
+        #expect(output.waitForLines(3))
+        var taken: [(dir: URL, before: String)] = []
+        defer { for t in taken { try? FileManager.default.removeItem(at: t.dir) } }
+        for i in 0..<12 {
+            let dir = SnapshotSupport.temporaryDirectory("midprint\(i)")
+            try machine.pause()
+            taken.append((dir, output.text))  // all the original printed: its vCPU is parked
+            try machine.snapshot(to: dir.path)
+            try machine.resume()
+            usleep(3_000)
+        }
+        try machine.requestShutdown()
+        _ = finish()
+        for (dir, before) in taken {
+            let restoredOutput = Output()
+            let restored = try Machine(restoringFrom: dir.path, output: { restoredOutput.append($0) })
+            let done = Self.start(restored)
+            #expect(restoredOutput.waitForLines(4))
+            try restored.requestShutdown()
+            _ = done()
+            #expect(SnapshotSupport.isExactSequence(before + restoredOutput.text, every: every, atLeast: 5),
+                    "…\(before.suffix(40).debugDescription) + \(restoredOutput.text.prefix(60).debugDescription)")
+        }
+    }
 }

@@ -38,21 +38,36 @@ enum SnapshotSupport {
         return data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
     }
 
-    /// True when `output` (from a restore) continues the sequence right after
-    /// line `lines` of a `count.every=every` guest: it starts inside line
-    /// `lines + 1` (a snapshot may cut a line in the middle) and every line
-    /// after follows with no gap and no repeat, for at least `atLeast` whole lines.
+    /// True when `output` (from a restore) continues the sequence of a
+    /// `count.every=every` guest whose memory said `lines` lines were printed.
+    /// The firmware counts a line after printing it, so at the snapshot line
+    /// `lines + 1` may be unprinted, half printed or wholly printed: the output
+    /// must start inside it (or right after it), and then every line follows
+    /// with no gap and no repeat, for at least `atLeast` whole lines. (A
+    /// snapshot taken while paused, with the original's output known, gets the
+    /// exact check, `isExactSequence`.)
     static func continues(_ output: String, afterLine lines: UInt64, every: UInt64, atLeast: Int) -> Bool {
-        let expected = (lines + 1...lines + UInt64(atLeast) + 1).map { "count \($0 * every)\n" }
+        let expected = (lines + 1...lines + UInt64(atLeast) + 2).map { "count \($0 * every)\n" }
         let sequence = expected.joined()
-        // The prefix of the output that must be covered by `atLeast` whole lines.
         let cutLines = output.split(separator: "\n", omittingEmptySubsequences: false)
         guard cutLines.count > atLeast else { return false }
         let checked = cutLines.prefix(atLeast).joined(separator: "\n") + "\n"
-        for skip in 0..<expected[0].count where sequence.dropFirst(skip).hasPrefix(checked) {
+        for skip in 0...expected[0].count where sequence.dropFirst(skip).hasPrefix(checked) {
             return true
         }
         return false
+    }
+
+    /// True when `text` (whole lines only are looked at) is the `count` firmware's
+    /// start line followed by exactly `count every`, `count 2*every`, … with
+    /// nothing missing, repeated or garbled, and at least `atLeast` such lines.
+    static func isExactSequence(_ text: String, every: UInt64, atLeast: Int) -> Bool {
+        guard let end = text.lastIndex(of: "\n"), let firstEnd = text.firstIndex(of: "\n"),
+              text.hasPrefix("count: start") else { return false }
+        let body = text[text.index(after: firstEnd)...end]
+        let n = body.filter { $0 == "\n" }.count
+        guard n >= atLeast else { return false }
+        return body == (1...UInt64(n)).map { "count \($0 * every)\n" }.joined()
     }
 
     struct ChildRun {
