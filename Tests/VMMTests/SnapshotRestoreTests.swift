@@ -157,6 +157,20 @@ struct SnapshotRestoreTests {
         #expect(!FileManager.default.fileExists(atPath: dir.path), "a refused snapshot must write nothing")
     }
 
+    /// A snapshot that cannot be written fails with an error, and the VM it
+    /// paused for it runs on.
+    @Test func aFailedSnapshotLeavesTheGuestRunning() throws {
+        let (machine, output, finish) = try Self.bootCount(cpus: 1, every: 2_000_000)
+        #expect(output.waitForLines(2))
+        let nowhere = SnapshotSupport.temporaryDirectory("missing-parent").appendingPathComponent("snap")
+        #expect(throws: SnapshotError.self) { try machine.snapshot(to: nowhere.path) }
+        #expect(machine.runState == .running)
+        let seen = output.newlines
+        #expect(output.waitForLines(seen + 2), "the guest stayed paused after a failed snapshot")
+        try machine.requestShutdown()
+        #expect(finish() == .shutDownByRequest)
+    }
+
     /// A VM with a disk is refused before it is paused: it runs on, and nothing is written.
     @Test func aVMWithADiskIsRefusedBeforePausing() throws {
         let image = SnapshotSupport.temporaryDirectory("disk.raw")

@@ -77,9 +77,27 @@ extension Machine {
         return timing
     }
 
-    /// Saves everything into `url`; the VM is paused and stays so.
+    /// Saves everything into `url`; the VM is paused and stays so. On failure
+    /// what was written is removed (the directory too, if this created it), so
+    /// no half snapshot is left to be mistaken for one.
     private func write(to url: URL, timing: inout SnapshotTiming) throws {
+        let existed = FileManager.default.fileExists(atPath: url.path)
         let writer = try SnapshotWriter(directory: url)
+        do {
+            try write(writer, timing: &timing)
+        } catch {
+            if existed {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? [] {
+                    try? FileManager.default.removeItem(at: url.appendingPathComponent(name))
+                }
+            } else {
+                try? FileManager.default.removeItem(at: url)
+            }
+            throw error
+        }
+    }
+
+    private func write(_ writer: SnapshotWriter, timing: inout SnapshotTiming) throws {
         let memoryStart = ContinuousClock.now
         timing.memoryBytesWritten = try SparseMemoryFile.write(memory, to: writer.memoryFileURL)
         let stateStart = ContinuousClock.now
