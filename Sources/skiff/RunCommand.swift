@@ -70,6 +70,7 @@ struct RunCommand: ParsableCommand {
         }
         guard let kernel else { throw ValidationError("missing --kernel (or --restore DIR)") }
         guard !paused else { throw ValidationError("--paused needs --restore") }
+        guard restoreClock == "frozen" else { throw ValidationError("--restore-clock needs --restore") }
         guard let memorySize = try? ByteSize(parsing: memory).bytes else {
             throw ValidationError("invalid --memory '\(memory)': give a size such as 512M or 2G")
         }
