@@ -8,12 +8,15 @@ import Testing
 @Suite(.enabled(if: FileManager.default.isWritableFile(atPath: "/dev/kvm"), "needs read/write access to /dev/kvm"),
        .serialized)
 struct SnapshotHostileRestoreTests {
-    /// One good snapshot of a `count` guest, copied for each damage.
+    static let goodDirectory = SnapshotSupport.temporaryDirectory("good")
+
+    /// One good snapshot of a `count` guest, copied for each damage; removed when the test process exits.
     static let good: URL? = {
+        atexit { try? FileManager.default.removeItem(at: SnapshotHostileRestoreTests.goodDirectory) }
         guard let (machine, output, finish) = try? SnapshotRestoreTests.bootCount(cpus: 1, every: 2_000_000) else { return nil }
         defer { try? machine.requestShutdown(); _ = finish() }
         guard output.waitForLines(2) else { return nil }
-        let dir = SnapshotSupport.temporaryDirectory("good")
+        let dir = goodDirectory
         return (try? machine.snapshot(to: dir.path)) != nil ? dir : nil
     }()
 
