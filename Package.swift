@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "VMM", dependencies: ["Posix", "Events", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState",
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "skiff", dependencies: [
-            "VMM", "Storage", "Virtio", "API",
+            "VMM", "VMState", "Storage", "Virtio", "API",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -76,7 +76,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Yams", package: "Yams"),
         ]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "Events", "VMState", "KVM", "CKVM"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "Events", "VMState", "KVM", "CKVM", "Virtio"]),
         // Runs the built `skiff` binary against firmware guests and the guest Linux on /dev/kvm.
         .testTarget(name: "IntegrationTests", dependencies: ["skiff"]),
     ],

@@ -3,21 +3,77 @@ import CKVM
 import Glibc
 #endif
 
-/// Guest RAM: a memfd mapped `MAP_SHARED` into the VMM, split into regions at
-/// guest-physical addresses. The only place in Skiff that turns guest addresses into
+/// Guest RAM, split into regions at guest-physical addresses: normally a memfd
+/// mapped `MAP_SHARED` into the VMM; for a restored VM a snapshot's memory file
+/// mapped `MAP_PRIVATE` (see `init(mappingPrivately:ranges:)`). The only place in Skiff that turns guest addresses into
 /// host pointers; every access is bounds- and overflow-checked.
 ///
 /// Safe to use from several threads at once: the layout never changes after init,
 /// and concurrent access to the bytes themselves is the guest's business.
 public final class GuestMemory: @unchecked Sendable {
     public let regions: [GuestMemoryRegion]
-    /// The memfd holding all regions back to back.
+    /// The file holding all regions back to back: the memfd, or the snapshot's
+    /// memory file (opened read-only) for `.privateFile` RAM.
     public let fileDescriptor: Int32
     public let totalSize: UInt64
+    public let backing: Backing
+
+    /// Where the bytes of guest RAM live.
+    public enum Backing: Sendable, Equatable {
+        /// A memfd, shared: the file is the RAM, and its holes are never-touched pages
+        /// (SEEK_DATA/SEEK_HOLE find what the guest used).
+        case memfd
+        /// A file mapped copy-on-write: pages are read from it on first touch, and
+        /// a page the guest writes becomes private anonymous memory the file never
+        /// sees. The file tells nothing about what changed; read the mapping.
+        case privateFile
+    }
 
     /// Creates RAM for the given `(start, size)` ranges. Sizes and starts must be
     /// page-aligned and the ranges must not overlap.
     public init(ranges: [(start: GuestAddress, size: UInt64)]) throws {
+        let (sorted, total) = try Self.checkLayout(ranges)
+        let fd = ckvm_memfd_create("skiff-guest-ram", CKVM_MFD_CLOEXEC)
+        guard fd >= 0 else { throw GuestMemoryError.hostFailure(operation: "memfd_create", errno: errno) }
+        guard ftruncate(fd, off_t(total)) == 0 else {
+            let e = errno
+            close(fd)
+            throw GuestMemoryError.hostFailure(operation: "ftruncate guest RAM to \(total) bytes", errno: e)
+        }
+        self.regions = try Self.map(sorted, fd: fd, flags: MAP_SHARED)
+        self.fileDescriptor = fd
+        self.totalSize = total
+        self.backing = .memfd
+    }
+
+    /// Guest RAM mapped lazily and copy-on-write from `path` (a snapshot's memory
+    /// file: the ranges back to back from offset 0). Nothing is read now; each page
+    /// is read when first touched, and guest writes never reach the file. The file
+    /// must be exactly as large as the ranges.
+    public init(mappingPrivately path: String, ranges: [(start: GuestAddress, size: UInt64)]) throws {
+        let (sorted, total) = try Self.checkLayout(ranges)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw GuestMemoryError.hostFailure(operation: "open \(path)", errno: errno) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            close(fd)
+            throw GuestMemoryError.hostFailure(operation: "fstat \(path)", errno: e)
+        }
+        // A shorter file would SIGBUS on the first touch past its end.
+        guard st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == total else {
+            close(fd)
+            throw GuestMemoryError.invalidLayout("\(path) is \(st.st_size) bytes, not a regular file of \(total)")
+        }
+        self.regions = try Self.map(sorted, fd: fd, flags: MAP_PRIVATE)
+        self.fileDescriptor = fd
+        self.totalSize = total
+        self.backing = .privateFile
+    }
+
+    /// Sorted, page-aligned, non-empty, non-overlapping, non-wrapping ranges, and their total.
+    private static func checkLayout(_ ranges: [(start: GuestAddress, size: UInt64)]) throws
+        -> ([(start: GuestAddress, size: UInt64)], UInt64) {
         let sorted = ranges.sorted { $0.start < $1.start }
         var total: UInt64 = 0
         var previousEnd: UInt64 = 0
@@ -35,18 +91,16 @@ public final class GuestMemory: @unchecked Sendable {
             total += range.size
         }
         guard !sorted.isEmpty else { throw GuestMemoryError.invalidLayout("no RAM") }
+        return (sorted, total)
+    }
 
-        let fd = ckvm_memfd_create("skiff-guest-ram", CKVM_MFD_CLOEXEC)
-        guard fd >= 0 else { throw GuestMemoryError.hostFailure(operation: "memfd_create", errno: errno) }
-        guard ftruncate(fd, off_t(total)) == 0 else {
-            let e = errno
-            close(fd)
-            throw GuestMemoryError.hostFailure(operation: "ftruncate guest RAM to \(total) bytes", errno: e)
-        }
+    /// Maps the ranges back to back from offset 0 of `fd`; closes `fd` on failure.
+    private static func map(_ sorted: [(start: GuestAddress, size: UInt64)], fd: Int32, flags: Int32) throws
+        -> [GuestMemoryRegion] {
         var regions: [GuestMemoryRegion] = []
         var offset: UInt64 = 0
         for range in sorted {
-            let p = mmap(nil, Int(range.size), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, off_t(offset))
+            let p = mmap(nil, Int(range.size), PROT_READ | PROT_WRITE, flags | MAP_NORESERVE, fd, off_t(offset))
             guard let p, p != MAP_FAILED else {
                 let e = errno
                 for r in regions { munmap(r.hostAddress, Int(r.size)) }
@@ -56,9 +110,7 @@ public final class GuestMemory: @unchecked Sendable {
             regions.append(GuestMemoryRegion(start: range.start, size: range.size, fileOffset: offset, hostAddress: p))
             offset += range.size
         }
-        self.regions = regions
-        self.fileDescriptor = fd
-        self.totalSize = total
+        return regions
     }
 
     deinit {

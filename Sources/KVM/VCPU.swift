@@ -42,6 +42,23 @@ public final class VCPU: @unchecked Sendable {
         return VCPUExit(run: shared)
     }
 
+    /// Finishes the instruction of the last port-I/O or MMIO exit without running
+    /// any further guest code: KVM advances RIP past an OUT (or stores an IN's
+    /// data) only on the next KVM_RUN, so state read right after such an exit
+    /// would replay the access on restore (a serial character printed twice).
+    /// KVM_RUN with immediate_exit set completes it and returns EINTR at once.
+    /// Only while no thread runs this vCPU (paused).
+    public func completePendingIO() throws {
+        shared.pointee.immediate_exit = 1
+        defer { shared.pointee.immediate_exit = 0 }
+        if ckvm_ioctl(fileDescriptor, CKVM_RUN) < 0 {
+            let e = errno
+            if e == EINTR || e == EAGAIN { return }
+            throw KVMError("KVM_RUN (completing I/O) on vCPU \(id)", errno: e)
+        }
+        throw KVMError("KVM_RUN (completing I/O) on vCPU \(id) entered the guest; exit reason \(shared.pointee.exit_reason)", errno: 0)
+    }
+
     /// Tells the guest's kvmclock that the host stopped this vCPU (a pause), so
     /// its watchdogs do not report a soft lockup for the time it was stopped.
     /// Returns false when the guest does not use kvmclock (KVM says EINVAL).

@@ -102,6 +102,22 @@ struct RebootCommand: ParsableCommand {
 }
 
 /// Registered in main.swift.
+/// `skiff snapshot --api-socket PATH DIR`: `vm.snapshot` with `file:///DIR` (absolute).
+struct SnapshotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snapshot", abstract: "Snapshot the VM into a new directory; the VM goes on (or stays paused).",
+        discussion: discussion("Writes the machine state and a sparse memory file into DIR (new or empty); "
+            + "restore it with `skiff run --restore DIR`.", "snapshot /tmp/snap"))
+    @OptionGroup var options: APIClientOptions
+    @Argument(help: ArgumentHelp("Directory to create the snapshot in.", valueName: "dir")) var directory: String
+    func run() throws {
+        let absolute = URL(fileURLWithPath: directory).standardizedFileURL.path
+        let body = try JSONEncoder().encode(SnapshotRequest(destinationURL: "file://" + absolute))
+        try APICommandError.wrap("snapshot") { try options.client.put("vm.snapshot", body: body) }
+    }
+}
+
 let apiClientCommands: [ParsableCommand.Type] = [
     PingCommand.self, InfoCommand.self, PauseCommand.self, ResumeCommand.self, ShutdownCommand.self, RebootCommand.self,
+    SnapshotCommand.self,
 ]

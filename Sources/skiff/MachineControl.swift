@@ -38,7 +38,7 @@ final class MachineControl: VMControl, @unchecked Sendable {
 
     func ping() -> PingInfo {
         PingInfo(buildVersion: Skiff.version, version: Skiff.version, pid: Int64(getpid()),
-                 features: ["pause", "resume", "shutdown", "reboot"])
+                 features: ["pause", "resume", "shutdown", "reboot", "snapshot", "restore"])
     }
 
     func info() -> VMInfo {
@@ -81,6 +81,18 @@ final class MachineControl: VMControl, @unchecked Sendable {
 
     func reboot() throws {
         do { try require("reboot").requestReboot() } catch { throw Self.refusal("reboot", error) }
+    }
+
+    /// `vm.snapshot {"destination_url": "file:///DIR"}` (the API checked the scheme).
+    func snapshot(_ request: SnapshotRequest) throws {
+        let directory = String(request.destinationURL.dropFirst("file://".count))
+        do {
+            try require("snapshot").snapshot(to: directory)
+        } catch let refused as SnapshotRefused {
+            throw ControlError(.conflict, "cannot snapshot: \(refused)")
+        } catch {
+            throw Self.refusal("snapshot", error)
+        }
     }
 
     func shutdownVMM() throws {

@@ -17,7 +17,7 @@ struct RunCommand: ParsableCommand {
         """)
 
     @Option(help: ArgumentHelp("Kernel: an ELF vmlinux with a PVH entry note, or a bzImage.", valueName: "path"))
-    var kernel: String
+    var kernel: String?
 
     @Option(help: ArgumentHelp("Initial ramdisk (initramfs) to hand the kernel.", valueName: "path"))
     var initrd: String?
@@ -49,6 +49,17 @@ struct RunCommand: ParsableCommand {
                                valueName: "level"))
     var logLevel: String = "warning"
 
+    @Option(help: ArgumentHelp("Restore the VM in a snapshot directory instead of booting a kernel "
+                               + "(the snapshot holds the machine config).", valueName: "dir"))
+    var restore: String?
+
+    @Flag(help: "With --restore: restore the VM but leave it paused.")
+    var paused = false
+
+    @Option(help: ArgumentHelp("With --restore: frozen (the guest sees no time pass across the snapshot) or advance "
+                               + "(its clock jumps by the wall time elapsed since the snapshot).", valueName: "policy"))
+    var restoreClock: String = "frozen"
+
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("invalid --log-level '\(logLevel)': give one of trace, debug, info, notice, warning, error, critical")
@@ -58,33 +69,56 @@ struct RunCommand: ParsableCommand {
             handler.logLevel = level
             return handler
         }
-        guard let memorySize = try? ByteSize(parsing: memory).bytes else {
-            throw ValidationError("invalid --memory '\(memory)': give a size such as 512M or 2G")
-        }
-        let config = MachineConfig(kernelPath: kernel, initrdPath: initrd, commandLine: cmdline,
-                                   cpuCount: cpus, memorySize: memorySize,
-                                   disks: try disks.map { try BlockDeviceConfig(parsing: $0) },
-                                   networks: try networks.map { try NetDeviceConfig(parsing: $0) })
         // Blocked before any thread (the API's included) starts, so only the VM's
         // orderly teardown sees SIGTERM and friends.
         let signals = try TerminationSignals()
-        let control = MachineControl(config: config)
+        var machine: Machine
+        var startPaused = false
+        if let restore {
+            machine = try RestoreRun(directory: restore, paused: paused, clock: restoreClock,
+                                     conflicting: conflictingWithRestore).machine()
+            startPaused = paused
+        } else {
+            guard let kernel else { throw ValidationError("missing --kernel (or --restore DIR)") }
+            guard !paused else { throw ValidationError("--paused needs --restore") }
+            guard restoreClock == "frozen" else { throw ValidationError("--restore-clock needs --restore") }
+            guard let memorySize = try? ByteSize(parsing: memory).bytes else {
+                throw ValidationError("invalid --memory '\(memory)': give a size such as 512M or 2G")
+            }
+            let config = MachineConfig(kernelPath: kernel, initrdPath: initrd, commandLine: cmdline,
+                                       cpuCount: cpus, memorySize: memorySize,
+                                       disks: try disks.map { try BlockDeviceConfig(parsing: $0) },
+                                       networks: try networks.map { try NetDeviceConfig(parsing: $0) })
+            machine = try Machine(config: config)
+        }
+        let control = MachineControl(config: machine.config)
         let server = apiSocket.map { APIServer(path: $0, control: control) }
         try server?.start()
         defer { server?.stop() }  // every way out of here removes the socket
-        var exit: MachineExit
-        repeat {
-            // `vm.reboot` boots the same config again in this process, behind the same socket.
-            let machine = try Machine(config: config)
+        while true {
             control.attach(machine)
-            exit = machine.run(signals: signals)
+            let exit = machine.run(signals: signals, startPaused: startPaused)
             control.attach(nil)
-        } while exit == .rebootRequested
+            // `vm.reboot` boots the same config again in this process, behind the same socket.
+            guard exit == .rebootRequested else { throw ExitCode(Self.report(exit)) }
+            startPaused = false
+            machine = try Machine(config: machine.config)
+        }
+    }
+
+    /// The options a snapshot's own config replaces.
+    private var conflictingWithRestore: [String] {
+        [kernel.map { _ in "--kernel" }, initrd.map { _ in "--initrd" }, disks.isEmpty ? nil : "--disk",
+         networks.isEmpty ? nil : "--net"].compactMap { $0 }
+    }
+
+    /// Prints why the guest ended when that is an error; returns the exit status.
+    static func report(_ exit: MachineExit) -> Int32 {
         switch exit {
         case .crashed: printError("skiff: \(exit.summary)")
         case .failed: printError("skiff: error: \(exit.summary)")
         default: break
         }
-        throw ExitCode(exit.exitStatus)
+        return exit.exitStatus
     }
 }

@@ -5,7 +5,7 @@ import Testing
 /// refused with a reason and leaves the state as it was.
 struct VMLifecycleTests {
     static let legal: Set<String> = [
-        "created→running", "created→receiving", "created→shuttingDown",
+        "created→running", "created→paused", "created→receiving", "created→shuttingDown",
         "running→paused", "running→snapshotting", "running→migrating", "running→shuttingDown",
         "paused→running", "paused→snapshotting", "paused→migrating", "paused→shuttingDown",
         "snapshotting→running", "snapshotting→paused", "snapshotting→shuttingDown",

@@ -33,7 +33,9 @@ public struct MachineConfig: Sendable {
     }
 
     /// Checks what can be checked without KVM; `hostMemory` is the host's total RAM.
-    public func validate(hostMemory: UInt64? = MachineConfig.hostMemoryTotal()) throws {
+    /// - Parameter bootFiles: check the kernel and initrd are readable (a restore
+    ///   does not read them: its RAM already holds the booted guest).
+    public func validate(hostMemory: UInt64? = MachineConfig.hostMemoryTotal(), bootFiles: Bool = true) throws {
         guard (1...MachineConfig.maximumCPUs).contains(cpuCount) else {
             throw ConfigError("--cpus must be between 1 and \(MachineConfig.maximumCPUs), got \(cpuCount)")
         }
@@ -45,8 +47,8 @@ public struct MachineConfig: Sendable {
         if let hostMemory, memorySize > hostMemory {
             throw ConfigError("--memory \(ByteSize(bytes: memorySize).humanReadable) is more than the host has (\(ByteSize(bytes: hostMemory).humanReadable))")
         }
-        try MachineConfig.checkReadableFile(kernelPath, what: "kernel")
-        if let initrdPath { try MachineConfig.checkReadableFile(initrdPath, what: "initrd") }
+        if bootFiles { try MachineConfig.checkReadableFile(kernelPath, what: "kernel") }
+        if bootFiles, let initrdPath { try MachineConfig.checkReadableFile(initrdPath, what: "initrd") }
         let deviceCount = disks.count + networks.count
         let irqs = Int(Layout.lastIRQ - Layout.firstVirtioIRQ) + 1
         guard deviceCount <= min(Layout.virtioMMIOMaxDevices, irqs) else {

@@ -1,6 +1,6 @@
 /// The states a VM goes through, and the only transitions between them.
 ///
-///     created ──start──▶ running ◀──resume── paused
+///     created ──start──▶ running ◀──resume── paused  (or start paused)
 ///                           │ └────pause────▶  │
 ///                           └──▶ shuttingDown ◀┘ ──▶ stopped
 ///
@@ -49,7 +49,7 @@ public struct VMLifecycle: Sendable {
     /// Whether `from → to` is a legal transition.
     public static func allows(_ from: VMRunState, _ to: VMRunState) -> Bool {
         switch (from, to) {
-        case (.created, .running), (.created, .receiving), (.created, .shuttingDown):
+        case (.created, .running), (.created, .paused), (.created, .receiving), (.created, .shuttingDown):
             return true
         case (.running, .paused), (.running, .snapshotting), (.running, .migrating), (.running, .shuttingDown):
             return true

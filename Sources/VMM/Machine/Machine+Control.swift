@@ -18,7 +18,8 @@ extension Machine {
 
     /// Stops the guest where it is: every vCPU out of KVM_RUN and parked on the
     /// gate (blocked, not spinning), the guest's kvmclock told so (no soft-lockup
-    /// reports afterwards), then the event loop drains each device's requests in
+    /// reports afterwards) and each one's last I/O instruction completed (state
+    /// read now is consistent), then the event loop drains each device's requests in
     /// flight and parks. When this returns, guest memory and device state do not
     /// change until `resume()`.
     @discardableResult
@@ -32,6 +33,11 @@ extension Machine {
                 throw LifecycleError(from: .paused, to: .shuttingDown)
             }
             let parked = ContinuousClock.now - start
+            // A vCPU parked right after an I/O exit has not finished that
+            // instruction; finish it so the saved state does not replay it.
+            for t in vcpuThreads {
+                do { try t.vcpu.completePendingIO() } catch { log.error("pause: \(error)") }
+            }
             for t in vcpuThreads { _ = try? t.vcpu.notifyHostPause() }
             let transports = virtio.transports
             guard events.park(after: { for t in transports { t.quiesce() } }) else {

@@ -36,6 +36,8 @@ public final class Machine: @unchecked Sendable {
     let control = NSLock()
     /// When `run` started the vCPUs (for uptime).
     var startedAt: ContinuousClock.Instant?
+    /// When `init(restoringFrom:)` began, to log restore → vCPUs running.
+    var restoreStartedAt: ContinuousClock.Instant?
     /// Lifecycle transitions at info, with timings; failures at error.
     let log = Logger(label: "skiff.vmm")
     /// Signalled once by `stop`; `run` waits on it (with the termination signals).
@@ -50,8 +52,12 @@ public final class Machine: @unchecked Sendable {
     /// Builds the machine — KVM objects, RAM, buses, devices, configured vCPUs —
     /// without putting anything in RAM or in the vCPUs' registers: a restore
     /// fills those from saved state instead of `loadKernel()`.
-    init(building config: MachineConfig, output: @escaping (UInt8) -> Void) throws {
-        try config.validate()
+    /// - Parameter restoredMemory: RAM already holding a guest (a snapshot's memory
+    ///   file mapped copy-on-write); nil makes fresh memfd RAM. With it the kernel
+    ///   and initrd files are not needed.
+    init(building config: MachineConfig, restoredMemory: GuestMemory? = nil,
+         output: @escaping (UInt8) -> Void) throws {
+        try config.validate(bootFiles: restoredMemory == nil)
         let buildStart = ContinuousClock.now
         self.config = config
         stopEvent = try EventFD("VM stop")
@@ -66,7 +72,8 @@ public final class Machine: @unchecked Sendable {
         try vm.createIRQChip()
         try vm.createPIT()
 
-        memory = try GuestMemory(ranges: MemoryMap.ramRanges(size: config.memorySize).map { (GuestAddress($0.start), $0.size) })
+        memory = try restoredMemory
+            ?? GuestMemory(ranges: MemoryMap.ramRanges(size: config.memorySize).map { (GuestAddress($0.start), $0.size) })
         for (slot, region) in memory.regions.enumerated() {
             try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.start.rawValue, size: region.size,
                                        hostAddress: region.hostAddress)
@@ -123,7 +130,10 @@ public final class Machine: @unchecked Sendable {
     /// everything is torn down (see `tearDown`).
     /// - Parameter signals: termination signals, blocked since before the caller
     ///   started any thread; made here when nil.
-    public func run(attachConsole: Bool = true, signals given: TerminationSignals? = nil) -> MachineExit {
+    /// - Parameter startPaused: start everything but keep the vCPUs parked and the
+    ///   device loop held, as after `pause()`; `resume()` lets the guest run.
+    public func run(attachConsole: Bool = true, signals given: TerminationSignals? = nil,
+                    startPaused: Bool = false) -> MachineExit {
         // Before any thread starts, so that all of them inherit the blocked mask.
         let signals: TerminationSignals
         do {
@@ -145,8 +155,13 @@ public final class Machine: @unchecked Sendable {
         }
         do {
             try events.start()
+            if startPaused {
+                // Held before any vCPU thread exists: the first KVM_RUN waits for resume().
+                gate.set(.pause)
+                events.park(after: {})
+            }
             lock.withLock {
-                try? lifecycle.move(to: .running)
+                try? lifecycle.move(to: startPaused ? .paused : .running)
                 startedAt = .now
             }
             for t in vcpuThreads { try t.start() }
@@ -154,7 +169,10 @@ public final class Machine: @unchecked Sendable {
             stop(.failed("starting the VM: \(error)"))
         }
 
-        log.info("running")
+        log.info(startPaused ? "started paused" : "running")
+        if let restoreStartedAt {
+            log.info("restore → vCPU threads started in \(Self.milliseconds(ContinuousClock.now - restoreStartedAt))")
+        }
 
         waitForStop(signals: signals)
         let stopping = ContinuousClock.now

@@ -1,0 +1,40 @@
+import Foundation
+import Testing
+
+/// `skiff snapshot` through the API of a running `count` guest, then `skiff run
+/// --restore` in a new process: what the original printed up to the snapshot,
+/// followed by what the restored VM prints, is one unbroken count sequence.
+@Suite(.enabled(if: Host.kvmUsable, "needs read/write access to /dev/kvm"),
+       .enabled(if: Shell.has("curl"), "needs curl"),
+       .serialized)
+struct SnapshotAPITests {
+    @Test func snapshotThroughTheAPIRestoresInANewProcess() throws {
+        let dir = try Shell.temporaryDirectory("api-snapshot")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let socket = dir.appendingPathComponent("vm.sock").path
+        let snapshot = dir.appendingPathComponent("snap").path
+        let every: UInt64 = 2_000_000
+        let vm = try BackgroundVM(["run", "--kernel", try Firmware.path("count"), "--memory", "128M",
+                                   "--cmdline", "count.every=\(every)", "--api-socket", socket])
+        try #require(APILifecycleTests.waitForSocket(socket, vm: vm), "no API: \(vm.errors.text)")
+        #expect(vm.waitForCounts(3, timeout: 60))
+        // Paused first, so what it printed up to the snapshot is known exactly.
+        #expect(try SkiffProcess.run(["pause", "--api-socket", socket], timeout: 30).status == 0)
+        let before = vm.output.text
+        let taken = try SkiffProcess.run(["snapshot", "--api-socket", socket, snapshot], timeout: 120)
+        #expect(taken.status == 0, "skiff snapshot: \(taken.stderr)")
+        #expect(try APILifecycleTests.state(socket) == "Paused", "a paused VM stays paused")
+        #expect(vm.output.text == before)
+        #expect(try SkiffProcess.run(["shutdown", "--api-socket", socket], timeout: 30).status == 0)
+        #expect(vm.waitForExit(timeout: 30) == 0)
+
+        let restored = try SkiffProcess.run(["run", "--restore", snapshot], timeout: 120, stopWhen: "count \(every * 12)\n")
+        let joined = before + restored.stdout
+        let lines = joined.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        let counts = lines.compactMap { $0.hasPrefix("count ") ? UInt64($0.dropFirst(6)) : nil }
+        #expect(counts.count >= 12, "restored output: \(restored.stdout.prefix(400)) stderr: \(restored.stderr)")
+        #expect(counts == (1...max(1, counts.count)).map { UInt64($0) * every },
+                "not one unbroken sequence: \(counts.prefix(20)) — original then restored")
+        #expect(restored.status == 128 + SIGTERM, "stderr: \(restored.stderr)")
+    }
+}
