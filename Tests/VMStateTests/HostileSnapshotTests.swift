@@ -55,9 +55,7 @@ import Testing
 
         /// A state.bin for `state`, framed correctly but not validated.
         func replaceState(with state: MachineState, version: UInt32 = StateFile.version) throws {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            try replaceState(StateFile.frame(payload: Array(try encoder.encode(state)), version: version))
+            try replaceState(StateFile.frame(payload: try BinaryStateEncoder().encode(state), version: version))
         }
 
         func stateBytes() throws -> [UInt8] { Array(try Data(contentsOf: stateURL)) }
@@ -91,9 +89,7 @@ import Testing
         let f = try Fixture()
         var other = Fixtures.state()
         other.vcpus[0].registers.rax = 1
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        try Data(StateFile.frame(payload: Array(try encoder.encode(other)))).write(to: f.stateURL)
+        try Data(StateFile.frame(payload: try BinaryStateEncoder().encode(other))).write(to: f.stateURL)
         #expect([.checksumMismatch, .sizeMismatch].contains(try f.read()))
     }
 
