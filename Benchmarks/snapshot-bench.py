@@ -225,7 +225,7 @@ def main():
     load = os.getloadavg()[0]
     print(f"snapshot-bench: count firmware (count.every={EVERY}), {args.runs} runs per VMM and size, "
           f"medians (min-max); load average {load:.1f}")
-    print(f"{'RAM':<6}{'figure':<40}{'skiff':>26}{'QEMU microvm':>26}{'skiff/QEMU':>12}")
+    print(f"{'RAM':<6}{'figure':<40}{'skiff':>28}{'QEMU microvm':>28}{'skiff/QEMU':>12}")
     for memory in args.sizes.split(","):
         results = {"skiff": [], "qemu": []}
         for _ in range(args.runs):
@@ -246,7 +246,7 @@ def main():
             q = summary([r[i] * scale for r in results["qemu"]])
             cell = lambda t: f"{t[0]:.2f} ({t[1]:.2f}-{t[2]:.2f})"
             ratio = s[0] / q[0] if q[0] else float("nan")
-            print(f"{memory:<6}{label:<40}{cell(s):>26}{cell(q):>26}{ratio:>12.2f}")
+            print(f"{memory:<6}{label:<40}{cell(s):>28}{cell(q):>28}{ratio:>12.2f}")
 
 
 if __name__ == "__main__":
