@@ -23,6 +23,8 @@ public struct SnapshotError: Error, CustomStringConvertible, Equatable {
         case malformed
         /// Decoded, but a value is impossible (a block of the wrong size, a bad id).
         case invalidState
+        /// Valid, but this host cannot run it (a CPU feature or XSAVE component its KVM lacks).
+        case incompatibleHost
     }
 
     public let kind: Kind
