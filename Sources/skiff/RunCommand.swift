@@ -76,7 +76,7 @@ struct RunCommand: ParsableCommand {
         var startPaused = false
         if let restore {
             machine = try RestoreRun(directory: restore, paused: paused, clock: restoreClock,
-                                     conflicting: conflictingWithRestore).machine()
+                                     conflicting: conflictingWithRestore, disks: disks, networks: networks).machine()
             startPaused = paused
         } else {
             guard let kernel else { throw ValidationError("missing --kernel (or --restore DIR)") }
@@ -108,8 +108,7 @@ struct RunCommand: ParsableCommand {
 
     /// The options a snapshot's own config replaces.
     private var conflictingWithRestore: [String] {
-        [kernel.map { _ in "--kernel" }, initrd.map { _ in "--initrd" }, disks.isEmpty ? nil : "--disk",
-         networks.isEmpty ? nil : "--net"].compactMap { $0 }
+        [kernel.map { _ in "--kernel" }, initrd.map { _ in "--initrd" }].compactMap { $0 }
     }
 
     /// Prints why the guest ended when that is an error; returns the exit status.
