@@ -74,12 +74,25 @@ struct RunCommand: ParsableCommand {
         let signals = try TerminationSignals()
         var machine: Machine
         var startPaused = false
+        let control = MachineControl(config: nil)
+        let server = apiSocket.map { APIServer(path: $0, control: control) }
+        defer { server?.stop() }  // every way out of here removes the socket
         if let restore {
             machine = try RestoreRun(directory: restore, paused: paused, clock: restoreClock,
                                      conflicting: conflictingWithRestore, disks: disks, networks: networks).machine()
             startPaused = paused
+            try server?.start()
+        } else if kernel == nil, let server {
+            // Cloud Hypervisor's way: an empty VMM that waits for vm.restore.
+            guard restoreClock == "frozen" else { throw ValidationError("--restore-clock needs --restore") }
+            let resources = try RestoreRun(directory: "", paused: true, clock: restoreClock, conflicting: [],
+                                           disks: disks, networks: networks).resources()
+            try server.start()
+            guard let restored = control.waitForRestore(resources: resources, signals: signals) else { return }
+            machine = restored
+            startPaused = true  // vm.resume runs it, as after Cloud Hypervisor's restore
         } else {
-            guard let kernel else { throw ValidationError("missing --kernel (or --restore DIR)") }
+            guard let kernel else { throw ValidationError("missing --kernel (or --restore DIR, or --api-socket PATH to wait for vm.restore)") }
             guard !paused else { throw ValidationError("--paused needs --restore") }
             guard restoreClock == "frozen" else { throw ValidationError("--restore-clock needs --restore") }
             guard let memorySize = try? ByteSize(parsing: memory).bytes else {
@@ -90,11 +103,8 @@ struct RunCommand: ParsableCommand {
                                        disks: try disks.map { try BlockDeviceConfig(parsing: $0) },
                                        networks: try networks.map { try NetDeviceConfig(parsing: $0) })
             machine = try Machine(config: config)
+            try server?.start()
         }
-        let control = MachineControl(config: machine.config)
-        let server = apiSocket.map { APIServer(path: $0, control: control) }
-        try server?.start()
-        defer { server?.stop() }  // every way out of here removes the socket
         while true {
             control.attach(machine)
             let exit = machine.run(signals: signals, startPaused: startPaused)

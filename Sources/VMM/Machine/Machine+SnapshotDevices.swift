@@ -50,7 +50,7 @@ extension Machine {
                 try transport.flushDevice()
                 let image = block.image
                 d.kind = "virtio-block"
-                d.path = image.path
+                d.path = Self.absolutePath(image.path)
                 d.readOnly = image.isReadOnly
                 d.serial = block.serial
                 d.format = image.format.rawValue
