@@ -28,7 +28,10 @@ struct SnapshotAPITests {
         #expect(try SkiffProcess.run(["shutdown", "--api-socket", socket], timeout: 30).status == 0)
         #expect(vm.waitForExit(timeout: 30) == 0)
 
-        let restored = try SkiffProcess.run(["run", "--restore", snapshot], timeout: 120, stopWhen: "count \(every * 12)\n")
+        // `count` prints fast: stop 12 lines past where the original was paused, not at a fixed value it may have passed.
+        let paused = before.split(separator: "\n").compactMap { $0.hasPrefix("count ") ? UInt64($0.dropFirst(6)) : nil }.last ?? 0
+        let restored = try SkiffProcess.run(["run", "--restore", snapshot], timeout: 120,
+                                            stopWhen: "count \(paused + every * 12)\n")
         let joined = before + restored.stdout
         let lines = joined.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
         let counts = lines.compactMap { $0.hasPrefix("count ") ? UInt64($0.dropFirst(6)) : nil }

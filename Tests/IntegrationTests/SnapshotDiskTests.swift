@@ -98,6 +98,35 @@ struct SnapshotDiskTests {
         #expect(try Shell.run("qemu-img check \(t.top)").contains("No errors were found"))
     }
 
+    /// A restored VM's disk is its overlay on the first snapshot's copy; a
+    /// snapshot of it freezes that overlay and references the copy under it.
+    @Test func aRestoredVMIsSnapshottedAndRestoredAgain() throws {
+        let t = try Self.take("snapdisk-gen2", after: 100)
+        defer { try? FileManager.default.removeItem(at: t.dir) }
+        let socket = t.dir.appendingPathComponent("gen1.sock").path
+        let second = t.dir.appendingPathComponent("snap2").path
+        let vm = try BackgroundVM(["run", "--restore", t.snapshot, "--disk", "path=\(t.dir.path)/gen1.qcow2",
+                                   "--api-socket", socket])
+        try #require(APILifecycleTests.waitForSocket(socket, vm: vm), "no API: \(vm.errors.text)")
+        try #require(vm.output.waitFor("blk: log 600\n", timeout: 60), "\(vm.output.text.suffix(300)) \(vm.errors.text)")
+        #expect(try SkiffProcess.run(["pause", "--api-socket", socket], timeout: 30).status == 0)
+        let middle = vm.output.text
+        let taken = try SkiffProcess.run(["snapshot", "--api-socket", socket, second], timeout: 120)
+        try #require(taken.status == 0, "skiff snapshot: \(taken.stderr)")
+        kill(vm.process.processIdentifier, SIGKILL)
+        _ = vm.waitForExit(timeout: 30)
+
+        let chain = try Shell.run("qemu-img info --backing-chain \(second)/disk0.qcow2")
+        #expect(chain.contains("backing file: \(t.snapshot)/disk0.qcow2") && chain.contains("backing file: \(t.base)"),
+                "\(chain)")
+        let run = try SkiffProcess.run(["run", "--restore", second, "--disk", "path=\(t.dir.path)/gen2.qcow2"], timeout: 180)
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("blk: PASS all 2 checks"), "\(run.stdout.suffix(400))")
+        let all = Self.logged(t.before + middle + run.stdout)
+        #expect(all == Array(0..<Self.writes), "\(all.prefix(5))… \(all.count) writes logged")
+        #expect(try Shell.run("qemu-img check \(t.dir.path)/gen2.qcow2").contains("No errors were found"))
+    }
+
     @Test func brokenDiskPartsAreOneClearErrorAndStartNothing() throws {
         let t = try Self.take("snapdisk-bad", after: 10)
         defer { try? FileManager.default.removeItem(at: t.dir) }

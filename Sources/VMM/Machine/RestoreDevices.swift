@@ -100,6 +100,13 @@ struct RestoreDevices {
                 + "the manifest says \(size)")
         }
         try Self.checkUnchanged(d.referencedFiles ?? [], disk: index)
+        // The copy must read through the files the manifest vouches for, no others.
+        let info = try ImageInfo.read(path: frozen)
+        guard info.format == format, info.backingFile == d.referencedFiles?.first?.path else {
+            throw SnapshotError(.invalidState, "disk \(index): the snapshot's copy \(frozen) is \(info.format.rawValue) "
+                + "backed by \(info.backingFile ?? "nothing"), the manifest says \(format.rawValue) backed by "
+                + "\(d.referencedFiles?.first?.path ?? "nothing")")
+        }
         let overlay = override ?? Self.defaultOverlay(directory: directory, disk: index)
         guard !FileManager.default.fileExists(atPath: overlay) else {
             throw ConfigError("disk \(index): overlay \(overlay) exists; a restore writes a new one (give another path)")
