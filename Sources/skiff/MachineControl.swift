@@ -1,4 +1,5 @@
 import API
+import ArgumentParser
 import Foundation
 import VMM
 
@@ -34,15 +35,18 @@ final class MachineControl: VMControl, @unchecked Sendable {
 
     /// `skiff run --api-socket PATH` without a kernel: blocks until `vm.restore`
     /// has built a machine (returned, not running yet), or until `vmm.shutdown`
-    /// or a termination signal (nil).
-    func waitForRestore(resources: RestoreResources, signals: TerminationSignals) -> Machine? {
+    /// (nil); a termination signal throws the exit status 128 + signal.
+    func waitForRestore(resources: RestoreResources, signals: TerminationSignals) throws -> Machine? {
         lock.withLock { restoreResources = resources }
         defer { lock.withLock { restoreResources = nil } }
         while true {
             if handOver.wait(timeout: .now() + .milliseconds(50)) == .success {
                 return lock.withLock { handedOver ?? nil }
             }
-            if signals.take() != nil { return nil }
+            if let signal = signals.take() {
+                // A vm.restore being built now is dropped with this process.
+                throw ExitCode(128 + signal)
+            }
         }
     }
 

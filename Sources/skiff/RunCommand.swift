@@ -88,7 +88,7 @@ struct RunCommand: ParsableCommand {
             let resources = try RestoreRun(directory: "", paused: true, clock: restoreClock, conflicting: [],
                                            disks: disks, networks: networks).resources()
             try server.start()
-            guard let restored = control.waitForRestore(resources: resources, signals: signals) else { return }
+            guard let restored = try control.waitForRestore(resources: resources, signals: signals) else { return }
             machine = restored
             startPaused = true  // vm.resume runs it, as after Cloud Hypervisor's restore
         } else {

@@ -79,6 +79,24 @@ struct RestoreAPITests {
         #expect(vm.output.text.contains("blk: PASS all 2 checks"), "\(vm.output.text.suffix(300))")
     }
 
+    /// Waiting for vm.restore ends as a VM does: vmm.shutdown exits 0, SIGTERM 143; the socket goes.
+    @Test func aWaitingVMMEndsOnRequestOrSignal() throws {
+        let dir = try Shell.temporaryDirectory("restore-wait")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for ending in ["vmm.shutdown", "SIGTERM"] {
+            let socket = dir.appendingPathComponent("\(ending).sock").path
+            let vm = try BackgroundVM(["run", "--api-socket", socket])
+            try #require(APILifecycleTests.waitForSocket(socket, vm: vm), "no API: \(vm.errors.text)")
+            if ending == "SIGTERM" {
+                kill(vm.process.processIdentifier, SIGTERM)
+            } else {
+                #expect(try APILifecycleTests.http(socket, "PUT", "vmm.shutdown").status == 204)
+            }
+            #expect(vm.waitForExit(timeout: 30) == (ending == "SIGTERM" ? 128 + SIGTERM : 0), "\(ending): \(vm.errors.text)")
+            #expect(!FileManager.default.fileExists(atPath: socket), "\(ending): the socket stayed")
+        }
+    }
+
     @Test func withoutKernelOrSocketIsAUsageError() throws {
         let run = try SkiffProcess.run(["run"], timeout: 30)
         #expect(run.status == 2)
