@@ -32,16 +32,18 @@ struct RunCommand: ParsableCommand {
     var memory: String = "256M"
 
     @Option(name: .customLong("disk"),
-            help: ArgumentHelp("A virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,format=raw|qcow2]. Repeat for more.",
+            help: ArgumentHelp("A virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,format=raw|qcow2]. Repeat for more. "
+                               + "With --restore (or vm.restore): path=OVERLAY, the new overlay of each disk in order.",
                                valueName: "spec"))
     var disks: [String] = []
 
     @Option(name: .customLong("net"),
-            help: ArgumentHelp("A virtio-net interface on a TAP device: tap=NAME[,mac=MAC]. Repeat for more.",
+            help: ArgumentHelp("A virtio-net interface on a TAP device: tap=NAME[,mac=MAC]. Repeat for more. "
+                               + "With --restore (or vm.restore): tap=NAME, the TAP of each card in order.",
                                valueName: "spec"))
     var networks: [String] = []
 
-    @Option(help: ArgumentHelp("Serve the control API (HTTP/JSON, Cloud Hypervisor's endpoints under /api/v1/) on this unix socket: created mode 0600, refused if another skiff serves it, removed on exit.",
+    @Option(help: ArgumentHelp("Serve the control API (HTTP/JSON, Cloud Hypervisor's endpoints under /api/v1/) on this unix socket: created mode 0600, refused if another skiff serves it, removed on exit. Without --kernel or --restore, wait for vm.restore.",
                                valueName: "path"))
     var apiSocket: String?
 
