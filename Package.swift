@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "GuestMemory", dependencies: ["CKVM"]),
         .target(name: "X86", dependencies: ["GuestMemory"]),
         .target(name: "Devices", dependencies: ["CKVM", "Posix"]),
-        .target(name: "Storage", dependencies: ["CAIO", "Posix"]),
+        .target(name: "Storage", dependencies: ["CKVM", "CAIO", "Posix"]),
         .target(name: "Network", dependencies: ["CKVM"]),
         .target(name: "Virtio", dependencies: ["CKVM", "Posix", "Events", "GuestMemory", "Devices", "Storage", "Network",
                                                .product(name: "Logging", package: "swift-log")]),

@@ -50,6 +50,16 @@ extension SnapshotMachineConfig {
         guard devices.count <= SnapshotManifest.Limits.devices else {
             throw SnapshotError(.limitExceeded, "\(devices.count) devices (at most \(SnapshotManifest.Limits.devices))")
         }
+        for d in devices {
+            if let name = d.frozenFile {
+                guard !name.isEmpty, name.utf8.count <= 255, !name.contains("/"), name != ".", name != ".." else {
+                    throw SnapshotError(.malformed, "disk file '\(name.prefix(64))' is not a plain name inside the snapshot")
+                }
+            }
+            guard (d.referencedFiles?.count ?? 0) <= 32 else {
+                throw SnapshotError(.limitExceeded, "a disk references \(d.referencedFiles?.count ?? 0) files (at most 32)")
+            }
+        }
         guard !memoryMap.isEmpty else { throw SnapshotError(.malformed, "the memory map is empty") }
         let page = SnapshotManifest.Limits.pageSize
         var fileOffset: UInt64 = 0

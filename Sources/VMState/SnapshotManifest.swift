@@ -105,6 +105,16 @@ public struct SnapshotMachineConfig: Codable, Equatable, Sendable {
         public var serial: String?
         public var tap: String?
         public var mac: String?
+        /// Disks: "qcow2" or "raw", as opened.
+        public var format: String?
+        /// Disks: the frozen copy of the top layer, a plain name inside the
+        /// snapshot directory (nil for a read-only disk, which is referenced).
+        public var frozenFile: String?
+        public var frozenSize: UInt64?
+        /// Disks: the files the snapshot references and does not copy (a
+        /// read-only disk, the backing chain below a frozen qcow2 layer), top
+        /// first; a restore refuses them changed.
+        public var referencedFiles: [FileIdentity]?
 
         public init(kind: String, address: UInt64, gsi: UInt32? = nil, path: String? = nil, readOnly: Bool? = nil,
                     serial: String? = nil, tap: String? = nil, mac: String? = nil) {
@@ -116,6 +126,19 @@ public struct SnapshotMachineConfig: Codable, Equatable, Sendable {
             self.serial = serial
             self.tap = tap
             self.mac = mac
+        }
+    }
+
+    /// A file a snapshot refers to but does not hold: where it was and what it
+    /// looked like (a cheap identity: size and modification time, to the ns).
+    public struct FileIdentity: Codable, Equatable, Sendable {
+        public var path: String
+        public var size: UInt64
+        public var modifiedNanoseconds: Int64
+        public init(path: String, size: UInt64, modifiedNanoseconds: Int64) {
+            self.path = path
+            self.size = size
+            self.modifiedNanoseconds = modifiedNanoseconds
         }
     }
 }

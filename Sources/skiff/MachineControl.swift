@@ -1,4 +1,5 @@
 import API
+import ArgumentParser
 import Foundation
 import VMM
 
@@ -6,12 +7,20 @@ import VMM
 /// machine that runs now (a `vm.reboot` builds a new one), and maps lifecycle
 /// refusals to 409s.
 final class MachineControl: VMControl, @unchecked Sendable {
-    private let config: MachineConfig
+    /// The config of the machine attached last; nil while waiting for `vm.restore`.
+    private var config: MachineConfig?
     private let lock = NSLock()
     private var machine: Machine?
     private var state = VMInfo.stateCreated
+    /// Set by `waitForRestore`: `vm.restore` may build a machine, with these
+    /// overlay paths and TAP names.
+    private var restoreResources: RestoreResources?
+    private var restoring = false
+    /// What `waitForRestore` is waiting for: a restored machine, or nil to exit.
+    private var handedOver: Machine??
+    private let handOver = DispatchSemaphore(value: 0)
 
-    init(config: MachineConfig) {
+    init(config: MachineConfig?) {
         self.config = config
     }
 
@@ -19,7 +28,25 @@ final class MachineControl: VMControl, @unchecked Sendable {
     func attach(_ machine: Machine?) {
         lock.withLock {
             self.machine = machine
+            if let machine { config = machine.config }
             if machine == nil { state = VMInfo.stateShutdown }
+        }
+    }
+
+    /// `skiff run --api-socket PATH` without a kernel: blocks until `vm.restore`
+    /// has built a machine (returned, not running yet), or until `vmm.shutdown`
+    /// (nil); a termination signal throws the exit status 128 + signal.
+    func waitForRestore(resources: RestoreResources, signals: TerminationSignals) throws -> Machine? {
+        lock.withLock { restoreResources = resources }
+        defer { lock.withLock { restoreResources = nil } }
+        while true {
+            if handOver.wait(timeout: .now() + .milliseconds(50)) == .success {
+                return lock.withLock { handedOver ?? nil }
+            }
+            if let signal = signals.take() {
+                // A vm.restore being built now is dropped with this process.
+                throw ExitCode(128 + signal)
+            }
         }
     }
 
@@ -45,14 +72,15 @@ final class MachineControl: VMControl, @unchecked Sendable {
         let machine = current
         let disks = machine?.disks.map {
             VMConfigInfo.Disk(path: $0.path, readonly: $0.readOnly, format: $0.format, serial: $0.serial)
-        } ?? config.disks.map {
+        } ?? (config?.disks ?? []).map {
             VMConfigInfo.Disk(path: $0.path, readonly: $0.readOnly, format: $0.format?.rawValue ?? "auto", serial: $0.serial)
         }
         let nets = machine?.networks.map { VMConfigInfo.Net(tap: $0.tap, mac: $0.mac) }
-            ?? config.networks.map { VMConfigInfo.Net(tap: $0.tap, mac: $0.mac?.description ?? "") }
-        let vmConfig = VMConfigInfo(kernel: config.kernelPath, initrd: config.initrdPath, cmdline: config.commandLine,
-                                    cpus: .init(bootVCPUs: config.cpuCount), memory: .init(size: config.memorySize),
-                                    disks: disks, net: nets)
+            ?? (config?.networks ?? []).map { VMConfigInfo.Net(tap: $0.tap, mac: $0.mac?.description ?? "") }
+        let config = lock.withLock { self.config }
+        let vmConfig = VMConfigInfo(kernel: config?.kernelPath ?? "", initrd: config?.initrdPath,
+                                    cmdline: config?.commandLine ?? "", cpus: .init(bootVCPUs: config?.cpuCount ?? 0),
+                                    memory: .init(size: config?.memorySize ?? 0), disks: disks, net: nets)
         var counters: [String: UInt64] = [:]
         let state: String
         if let machine {
@@ -95,7 +123,47 @@ final class MachineControl: VMControl, @unchecked Sendable {
         }
     }
 
+    /// `vm.restore {"source_url": "file:///DIR"}`, accepted only while
+    /// `waitForRestore` waits. The machine is built here (a bad snapshot is this
+    /// request's error, and the VMM keeps waiting) and starts paused, as Cloud
+    /// Hypervisor's: `vm.resume` runs it.
+    func restore(_ request: RestoreRequest) throws {
+        guard request.prefault != true else {
+            throw ControlError(.badRequest, "prefault is not supported: guest memory is always mapped lazily")
+        }
+        let directory = String(request.sourceURL.dropFirst("file://".count))
+        let resources: RestoreResources = try lock.withLock {
+            guard let r = restoreResources, machine == nil, handedOver == nil, !restoring else {
+                throw ControlError(.conflict, "cannot restore: this VMM already has a VM (vm.restore needs "
+                    + "`skiff run --api-socket PATH` started without --kernel or --restore)")
+            }
+            restoring = true
+            return r
+        }
+        do {
+            let restored = try Machine(restoringFrom: directory, resources: resources)
+            lock.withLock {
+                restoring = false
+                handedOver = .some(restored)
+            }
+            handOver.signal()
+            // Answer once the main thread runs it (paused), so a vm.resume right after this works.
+            let deadline = Date().addingTimeInterval(30)
+            while current !== restored || restored.runState != .paused, Date() < deadline { usleep(1000) }
+        } catch {
+            lock.withLock { restoring = false }
+            if error is ControlError { throw error }
+            throw ControlError(.badRequest, "cannot restore from \(directory): \(error)")
+        }
+    }
+
     func shutdownVMM() throws {
+        let waiting: Bool = lock.withLock {
+            guard restoreResources != nil, machine == nil, handedOver == nil else { return false }
+            handedOver = .some(nil)
+            return true
+        }
+        if waiting { handOver.signal() }
         // The VMM serves one VM: ending the VMM ends it the same orderly way.
         guard let machine = current else { return }
         do { try machine.requestShutdown() } catch { throw Self.refusal("shut down", error) }

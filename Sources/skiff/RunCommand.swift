@@ -32,16 +32,18 @@ struct RunCommand: ParsableCommand {
     var memory: String = "256M"
 
     @Option(name: .customLong("disk"),
-            help: ArgumentHelp("A virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,format=raw|qcow2]. Repeat for more.",
+            help: ArgumentHelp("A virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,format=raw|qcow2]. Repeat for more. "
+                               + "With --restore (or vm.restore): path=OVERLAY, the new overlay of each disk in order.",
                                valueName: "spec"))
     var disks: [String] = []
 
     @Option(name: .customLong("net"),
-            help: ArgumentHelp("A virtio-net interface on a TAP device: tap=NAME[,mac=MAC]. Repeat for more.",
+            help: ArgumentHelp("A virtio-net interface on a TAP device: tap=NAME[,mac=MAC]. Repeat for more. "
+                               + "With --restore (or vm.restore): tap=NAME, the TAP of each card in order.",
                                valueName: "spec"))
     var networks: [String] = []
 
-    @Option(help: ArgumentHelp("Serve the control API (HTTP/JSON, Cloud Hypervisor's endpoints under /api/v1/) on this unix socket: created mode 0600, refused if another skiff serves it, removed on exit.",
+    @Option(help: ArgumentHelp("Serve the control API (HTTP/JSON, Cloud Hypervisor's endpoints under /api/v1/) on this unix socket: created mode 0600, refused if another skiff serves it, removed on exit. Without --kernel or --restore, wait for vm.restore.",
                                valueName: "path"))
     var apiSocket: String?
 
@@ -74,12 +76,25 @@ struct RunCommand: ParsableCommand {
         let signals = try TerminationSignals()
         var machine: Machine
         var startPaused = false
+        let control = MachineControl(config: nil)
+        let server = apiSocket.map { APIServer(path: $0, control: control) }
+        defer { server?.stop() }  // every way out of here removes the socket
         if let restore {
             machine = try RestoreRun(directory: restore, paused: paused, clock: restoreClock,
-                                     conflicting: conflictingWithRestore).machine()
+                                     conflicting: conflictingWithRestore, disks: disks, networks: networks).machine()
             startPaused = paused
+            try server?.start()
+        } else if kernel == nil, let server {
+            // Cloud Hypervisor's way: an empty VMM that waits for vm.restore.
+            guard restoreClock == "frozen" else { throw ValidationError("--restore-clock needs --restore") }
+            let resources = try RestoreRun(directory: "", paused: true, clock: restoreClock, conflicting: [],
+                                           disks: disks, networks: networks).resources()
+            try server.start()
+            guard let restored = try control.waitForRestore(resources: resources, signals: signals) else { return }
+            machine = restored
+            startPaused = true  // vm.resume runs it, as after Cloud Hypervisor's restore
         } else {
-            guard let kernel else { throw ValidationError("missing --kernel (or --restore DIR)") }
+            guard let kernel else { throw ValidationError("missing --kernel (or --restore DIR, or --api-socket PATH to wait for vm.restore)") }
             guard !paused else { throw ValidationError("--paused needs --restore") }
             guard restoreClock == "frozen" else { throw ValidationError("--restore-clock needs --restore") }
             guard let memorySize = try? ByteSize(parsing: memory).bytes else {
@@ -90,11 +105,8 @@ struct RunCommand: ParsableCommand {
                                        disks: try disks.map { try BlockDeviceConfig(parsing: $0) },
                                        networks: try networks.map { try NetDeviceConfig(parsing: $0) })
             machine = try Machine(config: config)
+            try server?.start()
         }
-        let control = MachineControl(config: machine.config)
-        let server = apiSocket.map { APIServer(path: $0, control: control) }
-        try server?.start()
-        defer { server?.stop() }  // every way out of here removes the socket
         while true {
             control.attach(machine)
             let exit = machine.run(signals: signals, startPaused: startPaused)
@@ -108,8 +120,7 @@ struct RunCommand: ParsableCommand {
 
     /// The options a snapshot's own config replaces.
     private var conflictingWithRestore: [String] {
-        [kernel.map { _ in "--kernel" }, initrd.map { _ in "--initrd" }, disks.isEmpty ? nil : "--disk",
-         networks.isEmpty ? nil : "--net"].compactMap { $0 }
+        [kernel.map { _ in "--kernel" }, initrd.map { _ in "--initrd" }].compactMap { $0 }
     }
 
     /// Prints why the guest ended when that is an error; returns the exit status.

@@ -78,7 +78,8 @@ final class FakeVM: VMControl, @unchecked Sendable {
     }
 }
 
-/// A VM that implements the snapshot request, to show a route leaves 501 by the VMM alone.
+/// A VM that implements the snapshot and restore requests, to show a route
+/// leaves 501 by the VMM alone (and to serve them as the spec documents).
 final class SnapshottingVM: VMControl, @unchecked Sendable {
     let base = FakeVM()
     private let lock = NSLock()
@@ -94,5 +95,8 @@ final class SnapshottingVM: VMControl, @unchecked Sendable {
     func shutdownVMM() throws { try base.shutdownVMM() }
     func snapshot(_ request: SnapshotRequest) throws {
         lock.withLock { _destinations.append(request.destinationURL) }
+    }
+    func restore(_ request: RestoreRequest) throws {
+        lock.withLock { _destinations.append(request.sourceURL) }
     }
 }

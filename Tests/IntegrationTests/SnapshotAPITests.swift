@@ -28,7 +28,10 @@ struct SnapshotAPITests {
         #expect(try SkiffProcess.run(["shutdown", "--api-socket", socket], timeout: 30).status == 0)
         #expect(vm.waitForExit(timeout: 30) == 0)
 
-        let restored = try SkiffProcess.run(["run", "--restore", snapshot], timeout: 120, stopWhen: "count \(every * 12)\n")
+        // `count` prints fast: stop 12 lines past where the original was paused, not at a fixed value it may have passed.
+        let paused = before.split(separator: "\n").compactMap { $0.hasPrefix("count ") ? UInt64($0.dropFirst(6)) : nil }.last ?? 0
+        let restored = try SkiffProcess.run(["run", "--restore", snapshot], timeout: 120,
+                                            stopWhen: "count \(paused + every * 12)\n")
         let joined = before + restored.stdout
         let lines = joined.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
         let counts = lines.compactMap { $0.hasPrefix("count ") ? UInt64($0.dropFirst(6)) : nil }
@@ -36,5 +39,67 @@ struct SnapshotAPITests {
         #expect(counts == (1...max(1, counts.count)).map { UInt64($0) * every },
                 "not one unbroken sequence: \(counts.prefix(20)) — original then restored")
         #expect(restored.status == 128 + SIGTERM, "stderr: \(restored.stderr)")
+    }
+}
+
+/// `PUT vm.restore` on `skiff run --api-socket PATH` started without a kernel,
+/// as Cloud Hypervisor does: a bad snapshot is that request's error and the VMM
+/// keeps waiting; a good one is restored paused, on the overlay the command
+/// line gave, and `vm.resume` runs it.
+@Suite(.enabled(if: Host.kvmUsable, "needs read/write access to /dev/kvm"),
+       .enabled(if: Shell.has("curl") && Shell.has("qemu-img"), "needs curl and qemu-img"),
+       .serialized)
+struct RestoreAPITests {
+    @Test func vmRestoreThroughTheAPI() throws {
+        let t = try SnapshotDiskTests.take("api-restore")
+        defer { try? FileManager.default.removeItem(at: t.dir) }
+        let socket = t.dir.appendingPathComponent("restore.sock").path
+        let overlay = t.dir.appendingPathComponent("restored.qcow2").path
+        let vm = try BackgroundVM(["run", "--api-socket", socket, "--disk", "path=\(overlay)"])
+        try #require(APILifecycleTests.waitForSocket(socket, vm: vm), "no API: \(vm.errors.text)")
+        #expect(try APILifecycleTests.state(socket) == "Created")
+
+        let bad = try APILifecycleTests.http(socket, "PUT", "vm.restore", body: #"{"source_url": "file://\#(t.dir.path)/nothing"}"#)
+        #expect(bad.status == 400, "\(bad.body)")
+        #expect(!FileManager.default.fileExists(atPath: overlay))
+
+        let good = try APILifecycleTests.http(socket, "PUT", "vm.restore", body: #"{"source_url": "file://\#(t.snapshot)"}"#)
+        #expect(good.status == 204, "\(good.body) \(vm.errors.text)")
+        #expect(try APILifecycleTests.state(socket) == "Paused")
+        let info = try APILifecycleTests.http(socket, "GET", "vm.info")
+        #expect(info.body.contains(#""path":"\#(overlay)""#), "\(info.body)")
+        let again = try APILifecycleTests.http(socket, "PUT", "vm.restore", body: #"{"source_url": "file://\#(t.snapshot)"}"#)
+        #expect(again.status == 409, "\(again.body)")
+        #expect(vm.output.text.isEmpty, "ran before vm.resume: \(vm.output.text.prefix(200))")
+
+        #expect(try APILifecycleTests.http(socket, "PUT", "vm.resume").status == 204)
+        #expect(vm.waitForExit(timeout: 180) == 0, "\(vm.errors.text)")
+        let all = SnapshotDiskTests.logged(t.before + vm.output.text)
+        #expect(all == Array(0..<SnapshotDiskTests.writes), "\(all.prefix(5))… \(all.count) writes logged")
+        #expect(vm.output.text.contains("blk: PASS all 2 checks"), "\(vm.output.text.suffix(300))")
+    }
+
+    /// Waiting for vm.restore ends as a VM does: vmm.shutdown exits 0, SIGTERM 143; the socket goes.
+    @Test func aWaitingVMMEndsOnRequestOrSignal() throws {
+        let dir = try Shell.temporaryDirectory("restore-wait")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for ending in ["vmm.shutdown", "SIGTERM"] {
+            let socket = dir.appendingPathComponent("\(ending).sock").path
+            let vm = try BackgroundVM(["run", "--api-socket", socket])
+            try #require(APILifecycleTests.waitForSocket(socket, vm: vm), "no API: \(vm.errors.text)")
+            if ending == "SIGTERM" {
+                kill(vm.process.processIdentifier, SIGTERM)
+            } else {
+                #expect(try APILifecycleTests.http(socket, "PUT", "vmm.shutdown").status == 204)
+            }
+            #expect(vm.waitForExit(timeout: 30) == (ending == "SIGTERM" ? 128 + SIGTERM : 0), "\(ending): \(vm.errors.text)")
+            #expect(!FileManager.default.fileExists(atPath: socket), "\(ending): the socket stayed")
+        }
+    }
+
+    @Test func withoutKernelOrSocketIsAUsageError() throws {
+        let run = try SkiffProcess.run(["run"], timeout: 30)
+        #expect(run.status == 2)
+        #expect(run.stderr.hasPrefix("skiff: error:") && run.stderr.contains("--api-socket"), "\(run.stderr)")
     }
 }

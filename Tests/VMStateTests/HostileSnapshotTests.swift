@@ -65,6 +65,33 @@ import Testing
         #expect(try Fixture().read(verifyMemory: true) == nil)
     }
 
+    /// A disk's frozen copy must be a plain name inside the snapshot, and the
+    /// files it references are bounded in number.
+    @Test func diskFileNamesAndReferencesAreChecked() throws {
+        for (name, expected) in [("../escape.qcow2", SnapshotError.Kind.malformed), ("/etc/passwd", .malformed),
+                                 ("..", .malformed), ("", .malformed), ("disk0.qcow2", nil)] {
+            let f = try Fixture()
+            try f.editMachine { m in
+                var devices = m["devices"] as! [[String: Any]]
+                for i in devices.indices where devices[i]["kind"] as? String == "virtio-block" {
+                    devices[i]["frozenFile"] = name
+                    devices[i]["frozenSize"] = 4096
+                }
+                m["devices"] = devices
+            }
+            #expect(try f.read() == expected, "frozenFile '\(name)'")
+        }
+        let f = try Fixture()
+        try f.editMachine { m in
+            var devices = m["devices"] as! [[String: Any]]
+            for i in devices.indices where devices[i]["kind"] as? String == "virtio-block" {
+                devices[i]["referencedFiles"] = (0..<33).map { ["path": "/b\($0)", "size": 1, "modifiedNanoseconds": 1] }
+            }
+            m["devices"] = devices
+        }
+        #expect(try f.read() == .limitExceeded)
+    }
+
     @Test func truncatedStateFile() throws {
         let f = try Fixture()
         let bytes = try f.stateBytes()

@@ -17,27 +17,35 @@ extension Machine {
     ///   - directory: a snapshot written by `snapshot(to:)`.
     ///   - clock: `.frozen` (the guest sees no time pass across the snapshot) or
     ///     `.advancedByElapsedRealTime`; see docs/snapshot.md.
+    ///   - resources: overlay paths and TAP names by device order (defaults: see `RestoreDevices`).
     public convenience init(restoringFrom directory: String, clock: ClockRestore = .frozen,
+                            resources: RestoreResources = RestoreResources(),
                             output: @escaping (UInt8) -> Void = Machine.writeToStdout) throws {
         let start = ContinuousClock.now
-        let snapshot = try SnapshotReader(directory: URL(fileURLWithPath: directory)).read()
+        let url = URL(fileURLWithPath: directory)
+        let snapshot = try SnapshotReader(directory: url).read()
         let recorded = snapshot.manifest.machine
-        if let device = recorded.devices.first(where: { $0.kind.hasPrefix("virtio-") }) {
-            throw SnapshotRefused(message: "the snapshot has a \(device.kind) device; restoring disks and network cards "
-                + "is not supported yet")
+        let ranges = try Self.checkMemoryMap(recorded)
+        let devices = try RestoreDevices(snapshot: snapshot, directory: url, resources: resources) {
+            FileHandle.standardError.write(Data(("skiff: " + $0 + "\n").utf8))
         }
         let config = MachineConfig(kernelPath: recorded.kernelPath, initrdPath: recorded.initrdPath,
                                    commandLine: recorded.commandLine, cpuCount: recorded.cpuCount,
-                                   memorySize: recorded.memorySize)
-        let ranges = try Self.checkMemoryMap(recorded)
-        let memory = try GuestMemory(mappingPrivately: snapshot.memoryFileURL.path, ranges: ranges)
-        let mapped = ContinuousClock.now
-        try self.init(building: config, restoredMemory: memory, output: output)
-        restoreStartedAt = start
-        let built = ContinuousClock.now
-        let applied = try restore(snapshot.state, clock: clock)
-        let done = ContinuousClock.now
-        log.info("restored from \(directory) in \(Self.milliseconds(done - start)) (clock \(applied.rawValue)): snapshot read and RAM mapped in \(Self.milliseconds(mapped - start)), VM built in \(Self.milliseconds(built - mapped)), state applied in \(Self.milliseconds(done - built))")
+                                   memorySize: recorded.memorySize, disks: devices.disks, networks: devices.networks)
+        do {
+            let memory = try GuestMemory(mappingPrivately: snapshot.memoryFileURL.path, ranges: ranges)
+            let mapped = ContinuousClock.now
+            try self.init(building: config, restoredMemory: memory, output: output)
+            restoreStartedAt = start
+            let built = ContinuousClock.now
+            let applied = try restore(snapshot.state, clock: clock)
+            let done = ContinuousClock.now
+            log.info("restored from \(directory) in \(Self.milliseconds(done - start)) (clock \(applied.rawValue)): snapshot read and RAM mapped in \(Self.milliseconds(mapped - start)), VM built in \(Self.milliseconds(built - mapped)), state applied in \(Self.milliseconds(done - built))")
+        } catch {
+            // Nothing ran: leave no overlay behind for a restore that did not happen.
+            devices.removeOverlays()
+            throw error
+        }
     }
 
     /// The recorded memory map must be the one this build lays out for that RAM
@@ -63,11 +71,7 @@ extension Machine {
         let vcpus = vcpuThreads.map(\.vcpu)
         let applied = try vm.restoreKVMState(vcpus: vcpus, states: state.vcpus, platform: state.platform, clock: clock)
         if applied != clock { log.warning("restore: this host's KVM cannot advance the clock; the guest clock is frozen") }
-        try state.devices.validate()
-        guard state.devices.virtio.isEmpty else {
-            throw SnapshotRefused(message: "the snapshot has virtio device state; not supported yet")
-        }
-        if let saved = state.devices.serial { serial.restore(saved) }
+        try restoreDeviceStates(state.devices)
         // The guest was stopped for a while: kvmclock-aware guests must not take
         // the gap for a lockup.
         for v in vcpus { _ = try? v.notifyHostPause() }

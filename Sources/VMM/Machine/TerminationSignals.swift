@@ -33,7 +33,7 @@ public final class TerminationSignals {
     deinit { close(fileDescriptor) }
 
     /// The signal waiting on the signalfd, if any.
-    func take() -> Int32? {
+    public func take() -> Int32? {
         var info = signalfd_siginfo()
         let n = read(fileDescriptor, &info, MemoryLayout<signalfd_siginfo>.size)
         return n == MemoryLayout<signalfd_siginfo>.size ? Int32(info.ssi_signo) : nil

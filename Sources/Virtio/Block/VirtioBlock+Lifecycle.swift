@@ -8,6 +8,14 @@ extension VirtioBlock {
         signalIfCompleted()
     }
 
+    /// Completes the requests in flight and makes every completed write
+    /// durable (qcow2: the cached metadata too), leaving the image open.
+    public func flush() throws {
+        engine.drain()
+        signalIfCompleted()
+        try image.flush()
+    }
+
     /// Completes the requests in flight, then flushes and closes the image: for
     /// qcow2 that writes the cached L2 tables and refcounts, without which data
     /// written since the guest's last FLUSH would be unreachable in the file.

@@ -80,6 +80,13 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
         device.quiesce()
     }
 
+    /// Makes the device's completed writes durable, metadata included (a
+    /// snapshot copies the disk next). Call with the VM paused.
+    public func flushDevice() throws {
+        lock.lock(); defer { lock.unlock() }
+        if let block = device as? VirtioBlock { try block.flush() }
+    }
+
     /// Ends the device for good (the VM is going away, the event loop has
     /// stopped): see `VirtioDevice.shutdown()`.
     public func shutdown() throws {

@@ -9,8 +9,9 @@ final class BackgroundVM {
     private let outPipe = Pipe()
     private let errPipe = Pipe()
 
-    init(_ arguments: [String]) throws {
-        process.executableURL = SkiffProcess.binary
+    /// - Parameter tool: runs this instead of skiff (e.g. `/usr/bin/env ip netns exec NS skiff …`).
+    init(_ arguments: [String], tool: String? = nil) throws {
+        process.executableURL = tool.map { URL(fileURLWithPath: $0) } ?? SkiffProcess.binary
         process.arguments = arguments
         process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
         process.standardOutput = outPipe
