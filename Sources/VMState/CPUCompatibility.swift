@@ -4,8 +4,10 @@ import CKVM
 /// guest saved (or migrated) on one host uses every feature its CPUID showed,
 /// and on a host whose KVM lacks one it would fault on the first such
 /// instruction, long after the restore "worked". So a restore (and a migration's
-/// destination) compares the saved CPUID with `KVM_GET_SUPPORTED_CPUID` here
-/// before anything runs, and refuses with the features that are missing.
+/// destination) compares the saved CPUID with what this host gives a freshly
+/// set-up vCPU (`KVM_GET_CPUID2`; under kvm_pvm that is the host's own CPUID,
+/// much more than `KVM_GET_SUPPORTED_CPUID` lists) before anything runs, and
+/// refuses with the features that are missing.
 public enum CPUCompatibility {
     /// A CPUID register that holds feature flags, and the bits in it that are
     /// not host features: set by the guest's own control registers (OSXSAVE,
@@ -82,7 +84,7 @@ public enum CPUCompatibility {
         }
     }
 
-    /// `KVM_GET_SUPPORTED_CPUID`'s table in the state's own form.
+    /// A `kvm_cpuid_entry2` table (a vCPU's, or KVM's supported one) in the state's own form.
     public static func entries(_ table: [kvm_cpuid_entry2]) -> [VCPUState.CPUIDEntry] {
         table.map { .init(function: $0.function, index: $0.index, flags: $0.flags,
                           eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx) }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import VMM
+@testable import VMState
 
 /// Damaged snapshots given to `skiff run --restore`: each must end with one
 /// `skiff: error: …` line and a non-zero status before any vCPU runs (so the
@@ -22,6 +23,7 @@ struct SnapshotHostileRestoreTests {
 
     enum Damage: String, CaseIterable, CustomStringConvertible {
         case truncateState, flipStateByte, manifestVersion, truncateMemory, missingManifest, memoryMapMoved
+        case cpuFeatureTheHostLacks
         var description: String { rawValue }
     }
 
@@ -51,8 +53,30 @@ struct SnapshotHostileRestoreTests {
             let text = try String(contentsOf: manifest, encoding: .utf8)
             try text.replacingOccurrences(of: "\"guestAddress\" : 0", with: "\"guestAddress\" : 4096")
                 .write(to: manifest, atomically: true, encoding: .utf8)
+        case .cpuFeatureTheHostLacks:
+            try giveUnsupportedFeature(state: state, manifest: manifest)
         }
         return dir
+    }
+
+    /// A well-formed snapshot (checksums right) whose vCPU was given a CPU
+    /// feature bit this host's KVM does not offer, as a snapshot from a newer
+    /// host would be.
+    static func giveUnsupportedFeature(state: URL, manifest: URL) throws {
+        var machine = try StateFile.decode(Array(try Data(contentsOf: state)), name: "state.bin")
+        // The saved CPUID is what this host gave the vCPU: a bit it lacks is one this host lacks.
+        let i = try #require(machine.vcpus[0].cpuid.firstIndex { $0.function == 7 && $0.index == 0 }, "no CPUID leaf 7")
+        let bit = try #require((0..<32).first { machine.vcpus[0].cpuid[i].ebx & (1 << UInt32($0)) == 0 }, "leaf 7 EBX is full")
+        machine.vcpus[0].cpuid[i].ebx |= 1 << UInt32(bit)
+        let bytes = try StateFile.encode(machine)
+        try Data(bytes).write(to: state)
+        var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: manifest)) as? [String: Any])
+        var files = try #require(json["files"] as? [[String: Any]])
+        let f = try #require(files.firstIndex { $0["name"] as? String == "state.bin" })
+        files[f]["size"] = bytes.count
+        files[f]["crc64"] = CRC64.hex(CRC64.checksum(bytes))
+        json["files"] = files
+        try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]).write(to: manifest)
     }
 
     @Test(arguments: Damage.allCases)
@@ -65,6 +89,9 @@ struct SnapshotHostileRestoreTests {
         let lines = run.stderr.split(separator: "\n")
         #expect(lines.count == 1 && lines[0].hasPrefix("skiff: error: "), "stderr: \(run.stderr)")
         print("\(damage) → status \(run.status): \(run.stderr.prefix(300))")
+        if damage == .cpuFeatureTheHostLacks {
+            #expect(run.stderr.contains("CPU features this host's KVM does not offer"), "stderr: \(run.stderr)")
+        }
     }
 
     @Test func bootOptionsAreRefusedWithRestore() throws {

@@ -37,6 +37,14 @@ extension Machine {
             let mapped = ContinuousClock.now
             try self.init(building: config, restoredMemory: memory, output: output)
             restoreStartedAt = start
+            // A guest given a CPU feature this host lacks would fault long after a
+            // "successful" restore: refuse it now, before any vCPU runs. The
+            // reference is what this host gives a fresh vCPU (KVM_GET_CPUID2 after
+            // set-up), not KVM_GET_SUPPORTED_CPUID: under kvm_pvm the guest sees
+            // the host's own CPUID, far more than the supported table lists.
+            if let fresh = vcpuThreads.first?.vcpu {
+                try CPUCompatibility.check(snapshot.state, supported: CPUCompatibility.entries(try fresh.cpuid()))
+            }
             let built = ContinuousClock.now
             let applied = try restore(snapshot.state, clock: clock)
             let done = ContinuousClock.now
