@@ -8,11 +8,14 @@ public struct VMInfo: Codable, Sendable, Equatable {
     public var config: VMConfigInfo
     /// Monotonic figures such as `uptime_ms`, `exits`, `vcpu_exits_total`.
     public var counters: [String: UInt64]
+    /// The snapshot being written, or the last one this VMM wrote; absent before the first.
+    public var snapshot: SnapshotProgressInfo?
 
-    public init(state: String, config: VMConfigInfo, counters: [String: UInt64] = [:]) {
+    public init(state: String, config: VMConfigInfo, counters: [String: UInt64] = [:], snapshot: SnapshotProgressInfo? = nil) {
         self.state = state
         self.config = config
         self.counters = counters
+        self.snapshot = snapshot
     }
 
     public static let stateCreated = "Created"

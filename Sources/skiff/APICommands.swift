@@ -113,6 +113,9 @@ struct SnapshotCommand: ParsableCommand {
     func run() throws {
         let absolute = URL(fileURLWithPath: directory).standardizedFileURL.path
         let body = try JSONEncoder().encode(SnapshotRequest(destinationURL: "file://" + absolute))
+        // On a terminal, a second connection polls vm.info and redraws one progress line.
+        let progress = isatty(STDERR_FILENO) == 1 ? SnapshotProgressLine(client: options.client) : nil
+        defer { progress?.finish() }
         try APICommandError.wrap("snapshot") { try options.client.put("vm.snapshot", body: body) }
     }
 }

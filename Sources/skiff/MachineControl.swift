@@ -92,7 +92,15 @@ final class MachineControl: VMControl, @unchecked Sendable {
         } else {
             state = lock.withLock { self.state }
         }
-        return VMInfo(state: state, config: vmConfig, counters: counters)
+        let snapshot = machine?.snapshotProgress.map { p -> SnapshotProgressInfo in
+            let r = p.current
+            return SnapshotProgressInfo(phase: r.phase.rawValue, memoryBytes: r.memoryBytes,
+                                        memoryBytesScanned: r.memoryBytesScanned, memoryBytesWritten: r.memoryBytesWritten,
+                                        diskBytesCopied: r.diskBytesCopied,
+                                        elapsedMs: UInt64(r.elapsed.components.seconds) * 1000
+                                            + UInt64(r.elapsed.components.attoseconds / 1_000_000_000_000_000))
+        }
+        return VMInfo(state: state, config: vmConfig, counters: counters, snapshot: snapshot)
     }
 
     func pause() throws {

@@ -42,6 +42,49 @@ struct SnapshotAPITests {
     }
 }
 
+extension SnapshotAPITests {
+    /// Progress: `vm.info` carries the snapshot's figures (phase, RAM scanned and
+    /// written), and `skiff snapshot` on a terminal shows them on stderr.
+    @Test func snapshotProgressIsInVMInfoAndOnATerminal() throws {
+        let dir = try Shell.temporaryDirectory("api-snapshot-progress")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let socket = dir.appendingPathComponent("vm.sock").path
+        let vm = try BackgroundVM(["run", "--kernel", try Firmware.path("count"), "--memory", "256M",
+                                   "--cmdline", "count.every=2000000", "--api-socket", socket])
+        try #require(APILifecycleTests.waitForSocket(socket, vm: vm), "no API: \(vm.errors.text)")
+        #expect(vm.waitForCounts(2, timeout: 60))
+        let before = try APILifecycleTests.http(socket, "GET", "vm.info")
+        #expect(!before.body.contains("\"snapshot\""), "progress before any snapshot: \(before.body)")
+
+        let terminal = try PseudoTerminal()
+        let client = Process()
+        client.executableURL = SkiffProcess.binary
+        client.arguments = ["snapshot", "--api-socket", socket, dir.appendingPathComponent("snap").path]
+        client.standardError = terminal.slaveHandle
+        client.standardOutput = FileHandle.nullDevice
+        try client.run()
+        client.waitUntilExit()
+        #expect(client.terminationStatus == 0)
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        let flags = fcntl(terminal.master, F_GETFL)
+        _ = fcntl(terminal.master, F_SETFL, flags | O_NONBLOCK)
+        let n = read(terminal.master, &bytes, bytes.count)
+        let shown = n > 0 ? String(decoding: bytes[0..<n], as: UTF8.self) : ""
+        #expect(shown.contains("snapshot: done, memory 256/256 MiB scanned"), "terminal showed: \(shown.debugDescription)")
+
+        let info = try APILifecycleTests.http(socket, "GET", "vm.info")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(info.body.utf8)) as? [String: Any])
+        let progress = try #require(json["snapshot"] as? [String: Any], "vm.info: \(info.body)")
+        #expect(progress["phase"] as? String == "done")
+        #expect(progress["memory_bytes"] as? Int == 256 << 20)
+        #expect(progress["memory_bytes_scanned"] as? Int == 256 << 20)
+        let written = progress["memory_bytes_written"] as? Int ?? -1
+        #expect(written > 0 && written < 8 << 20, "count touches little RAM; written \(written)")
+        #expect(try SkiffProcess.run(["shutdown", "--api-socket", socket], timeout: 30).status == 0)
+        #expect(vm.waitForExit(timeout: 30) == 0)
+    }
+}
+
 /// `PUT vm.restore` on `skiff run --api-socket PATH` started without a kernel,
 /// as Cloud Hypervisor does: a bad snapshot is that request's error and the VMM
 /// keeps waiting; a good one is restored paused, on the overlay the command

@@ -33,6 +33,9 @@ extension Machine {
         public var diskBytesCopied: UInt64 = 0
     }
 
+    /// The snapshot being written, or the last one; nil before the first.
+    public var snapshotProgress: SnapshotProgress? { lock.withLock { snapshotProgressStorage } }
+
     /// Writes the whole machine to `directory` (created; must not exist or be
     /// empty): vCPUs, interrupt controllers, PIT, kvmclock, serial port, the
     /// machine config, and guest RAM as a sparse file. A running VM is paused
@@ -50,7 +53,15 @@ extension Machine {
         case .paused: wasRunning = false
         case let other: throw LifecycleError(from: other, to: .snapshotting)
         }
-        let pauseTime = wasRunning ? try pause().total : .zero
+        let progress = SnapshotProgress(memoryBytes: memory.totalSize)
+        lock.withLock { snapshotProgressStorage = progress }
+        let pauseTime: Duration
+        do {
+            pauseTime = wasRunning ? try pause().total : .zero
+        } catch {
+            progress.enter(.failed)
+            throw error
+        }
 
         var timing = SnapshotTiming(pause: pauseTime, state: .zero, memory: .zero, total: .zero, memoryBytesWritten: 0)
         var failure: Error?
@@ -62,11 +73,12 @@ extension Machine {
                     try lifecycle.move(to: .snapshotting)
                 }
                 defer { lock.withLock { _ = try? lifecycle.move(to: .paused) } }
-                try write(to: URL(fileURLWithPath: directory), timing: &timing)
+                try write(to: URL(fileURLWithPath: directory), timing: &timing, progress: progress)
             }
         } catch {
             failure = error
         }
+        progress.enter(failure == nil ? .done : .failed)
         // Resume even after a failure: a failed snapshot must not leave the guest stopped.
         if wasRunning, runState == .paused { try resume() }
         if let failure { throw failure }
@@ -82,11 +94,11 @@ extension Machine {
     /// Saves everything into `url`; the VM is paused and stays so. On failure
     /// what was written is removed (the directory too, if this created it), so
     /// no half snapshot is left to be mistaken for one.
-    private func write(to url: URL, timing: inout SnapshotTiming) throws {
+    private func write(to url: URL, timing: inout SnapshotTiming, progress: SnapshotProgress) throws {
         let existed = FileManager.default.fileExists(atPath: url.path)
         let writer = try SnapshotWriter(directory: url)
         do {
-            try write(writer, timing: &timing)
+            try write(writer, timing: &timing, progress: progress)
         } catch {
             if existed {
                 for name in (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? [] {
@@ -99,16 +111,19 @@ extension Machine {
         }
     }
 
-    private func write(_ writer: SnapshotWriter, timing: inout SnapshotTiming) throws {
+    private func write(_ writer: SnapshotWriter, timing: inout SnapshotTiming, progress: SnapshotProgress) throws {
         let memoryStart = ContinuousClock.now
-        timing.memoryBytesWritten = try SparseMemoryFile.write(memory, to: writer.memoryFileURL)
+        timing.memoryBytesWritten = try SparseMemoryFile.write(memory, to: writer.memoryFileURL, progress: progress)
         let stateStart = ContinuousClock.now
         timing.memory = stateStart - memoryStart
 
+        progress.enter(.disks)
         let frozen = try freezeVirtioDevices(into: writer.directory)
         let disksDone = ContinuousClock.now
         timing.disks = disksDone - stateStart
         timing.diskBytesCopied = frozen.bytes
+        progress.disks(copied: frozen.bytes)
+        progress.enter(.state)
 
         let kvmState = try vm.saveKVMState(vcpus: vcpuThreads.map(\.vcpu), msrIndices: try kvm.msrIndexList())
         let state = MachineState(vcpus: kvmState.vcpus, platform: kvmState.platform, devices: try saveDeviceStates())

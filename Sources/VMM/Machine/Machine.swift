@@ -38,6 +38,8 @@ public final class Machine: @unchecked Sendable {
     var startedAt: ContinuousClock.Instant?
     /// When `init(restoringFrom:)` began, to log restore → vCPUs running.
     var restoreStartedAt: ContinuousClock.Instant?
+    /// The snapshot being written or the last one (under `lock`).
+    var snapshotProgressStorage: SnapshotProgress?
     /// Lifecycle transitions at info, with timings; failures at error.
     let log = Logger(label: "skiff.vmm")
     /// Signalled once by `stop`; `run` waits on it (with the termination signals).

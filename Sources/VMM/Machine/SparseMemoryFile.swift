@@ -23,17 +23,27 @@ enum SparseMemoryFile {
     private static let seekData: Int32 = 3
     private static let seekHole: Int32 = 4
 
+    /// How often `progress` hears of the scan.
+    static let progressStep: UInt64 = 16 << 20
+
     /// Returns the bytes actually written (non-zero pages).
-    static func write(_ memory: GuestMemory, to url: URL) throws -> UInt64 {
+    static func write(_ memory: GuestMemory, to url: URL, progress: SnapshotProgress? = nil) throws -> UInt64 {
         let fd = open(url.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ioError("create", url) }
         defer { close(fd) }
         guard ftruncate(fd, off_t(memory.totalSize)) == 0 else { throw ioError("ftruncate", url) }
         var written: UInt64 = 0
+        var regionsBefore: UInt64 = 0  // RAM bytes of the regions already done
         for region in memory.regions {
             for extent in try dataExtents(of: region, in: memory) {
-                written += try writeNonZeroPages(region, extent: extent, fd: fd, url: url)
+                // Holes are "scanned" as they are skipped: progress counts RAM looked at.
+                let before = written, base = regionsBefore + extent.lowerBound
+                written += try writeNonZeroPages(region, extent: extent, fd: fd, url: url) { done, wrote in
+                    progress?.memory(scanned: base + done, written: before + wrote)
+                }
             }
+            regionsBefore += region.size
+            progress?.memory(scanned: regionsBefore, written: written)
         }
         guard fsync(fd) == 0 else { throw ioError("fsync", url) }
         return written
@@ -66,7 +76,9 @@ enum SparseMemoryFile {
     }
 
     /// Writes each run of non-zero pages of `extent` at its file offset.
-    private static func writeNonZeroPages(_ region: GuestMemoryRegion, extent: Range<UInt64>, fd: Int32, url: URL) throws -> UInt64 {
+    /// `report(scanned, written)` is called every `progressStep` bytes of the extent.
+    private static func writeNonZeroPages(_ region: GuestMemoryRegion, extent: Range<UInt64>, fd: Int32, url: URL,
+                                          report: (UInt64, UInt64) -> Void) throws -> UInt64 {
         let zero = [UInt8](repeating: 0, count: pageSize)
         var written: UInt64 = 0
         var runStart: UInt64? = nil
@@ -88,6 +100,7 @@ enum SparseMemoryFile {
                 runStart = offset
             }
             offset += UInt64(length)
+            if (offset - extent.lowerBound) % progressStep == 0 { report(offset - extent.lowerBound, written) }
         }
         try flush(extent.upperBound)
         return written
