@@ -1,5 +1,10 @@
 import Posix
 import Synchronization
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -39,13 +44,12 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
     // Send side: touched only by the writing thread.
     private var sendCipher: NoiseCipherState
     private var pending: [UInt8] = []
-    private var frame: [UInt8] = []
 
     // Receive side: touched only by the reading thread.
     private var receiveCipher: NoiseCipherState
     private var raw: [UInt8]  // received, not yet decrypted: raw[rawStart..<rawEnd]
     private var rawStart = 0, rawEnd = 0
-    private var plain: [UInt8] = []  // decrypted, not yet read: plain[plainStart...]
+    private var plain = Data()  // decrypted, not yet read: plain[plainStart...]
     private var plainStart = 0
 
     init(socket: Int32, send: NoiseCipherState, receive: NoiseCipherState) {
@@ -53,10 +57,8 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
         sendCipher = send
         receiveCipher = receive
         pending.reserveCapacity(Self.maxPlaintext)
-        frame.reserveCapacity(Self.lengthPrefix + NoiseHandshake.maxMessageLength)
         // Room for several messages, so one recv(2) usually brings more than one.
         raw = [UInt8](repeating: 0, count: 4 * (Self.lengthPrefix + NoiseHandshake.maxMessageLength))
-        plain.reserveCapacity(Self.maxPlaintext)
     }
 
     deinit {
@@ -99,7 +101,7 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
                 continue
             }
             let take = min(rest.count, Self.maxPlaintext - pending.count)
-            pending.append(contentsOf: rest[..<take])
+            pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: rest[..<take]))
             rest = UnsafeRawBufferPointer(rebasing: rest[take...])
             if pending.count == Self.maxPlaintext { try sendPending() }
         }
@@ -119,7 +121,7 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
                 continue
             }
             let n = min(buffer.count - filled, plain.count - plainStart)
-            plain.withUnsafeBytes { src in
+            plain.withUnsafeBytes { (src: UnsafeRawBufferPointer) in
                 UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<filled + n])
                     .copyMemory(from: UnsafeRawBufferPointer(rebasing: src[plainStart..<plainStart + n]))
             }
@@ -147,17 +149,19 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
 
     /// Encrypts `plaintext` (at most `maxPlaintext` bytes) as one message and sends it.
     func sendMessage(_ plaintext: UnsafeRawBufferPointer, deadline: SocketIO.Deadline? = nil) throws {
-        frame.removeAll(keepingCapacity: true)
-        frame += [0, 0]
+        let sealed: Data
         do {
-            try sendCipher.encrypt(ad: [], plaintext: plaintext, into: &frame)
+            sealed = try sendCipher.seal(ad: [], plaintext: plaintext)
         } catch {
             throw kill("cannot send: \(error)")
         }
-        let length = frame.count - Self.lengthPrefix
-        frame[0] = UInt8(length >> 8)
-        frame[1] = UInt8(length & 0xff)
-        try frame.withUnsafeBytes { try io.sendAll($0, deadline: deadline) }
+        // Length and message straight from swift-crypto's buffer (past its
+        // nonce): two sends, the first with MSG_MORE so TCP sends one segment train.
+        let length = sealed.count - NoiseCipherState.nonceLength
+        try [UInt8(length >> 8), UInt8(length & 0xff)].withUnsafeBytes { try io.sendAll($0, deadline: deadline, more: true) }
+        try sealed.withUnsafeBytes { (b: UnsafeRawBufferPointer) in
+            try io.sendAll(UnsafeRawBufferPointer(rebasing: b[NoiseCipherState.nonceLength...]), deadline: deadline)
+        }
     }
 
     /// Receives and decrypts the next message into `plain`, which must be used up.
@@ -169,10 +173,9 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
         }
         try fillRaw(atLeast: Self.lengthPrefix + length, deadline: deadline)
         let start = rawStart + Self.lengthPrefix
-        plain.removeAll(keepingCapacity: true)
-        plainStart = 0
         do {
-            try raw.withUnsafeBytes { try receiveCipher.decrypt(ad: [], ciphertext: UnsafeRawBufferPointer(rebasing: $0[start..<start + length]), into: &plain) }
+            plain = try raw.withUnsafeBytes { try receiveCipher.open(ad: [], ciphertext: UnsafeRawBufferPointer(rebasing: $0[start..<start + length])) }
+            plainStart = 0
         } catch NoiseError.decryptFailed {
             throw kill("a message failed authentication (tampered, or not from the peer)")
         } catch {
@@ -202,6 +205,6 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
     /// The bytes of the message just received, for the handshake's confirmation.
     func takeMessage() -> [UInt8] {
         defer { plainStart = plain.count }
-        return Array(plain[plainStart...])
+        return Array(plain.dropFirst(plainStart))
     }
 }

@@ -28,11 +28,12 @@ struct SocketIO {
     }
 
     /// Sends all of `bytes`. A peer that is gone reads as `endOfStream`.
-    func sendAll(_ bytes: UnsafeRawBufferPointer, deadline: Deadline? = nil) throws {
+    /// `more`: more bytes follow at once (MSG_MORE), so TCP need not send these alone.
+    func sendAll(_ bytes: UnsafeRawBufferPointer, deadline: Deadline? = nil, more: Bool = false) throws {
         var sent = 0
         while sent < bytes.count {
             // MSG_NOSIGNAL: a closed peer is an error here, not a SIGPIPE that kills the VMM.
-            let n = send(fd, bytes.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL))
+            let n = send(fd, bytes.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL) | (more ? Int32(MSG_MORE) : 0))
             if n >= 0 {
                 sent += n
                 continue

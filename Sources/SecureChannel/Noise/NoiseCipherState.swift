@@ -49,24 +49,41 @@ struct NoiseCipherState {
 
     /// Appends ciphertext ‖ tag (or the plaintext, without a key) to `out`.
     mutating func encrypt(ad: [UInt8], plaintext: UnsafeRawBufferPointer, into out: inout [UInt8]) throws {
-        guard let key else {
+        guard key != nil else {
             out.append(contentsOf: plaintext)
             return
         }
+        try seal(ad: ad, plaintext: plaintext).withUnsafeBytes {
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[Self.nonceLength...]))
+        }
+    }
+
+    static let nonceLength = 12
+
+    /// Encrypts with the key (which must be set): swift-crypto's combined form,
+    /// a 12-byte nonce, then ciphertext ‖ tag. The transport sends from this
+    /// directly (minus the nonce, which Noise keeps implicit), saving a copy.
+    mutating func seal(ad: [UInt8], plaintext: UnsafeRawBufferPointer) throws -> Data {
+        guard let key else { throw NoiseError.malformed("no key") }
         try ensureNonceLeft()
         let box = try ChaChaPoly.seal(plaintext, using: key, nonce: chachaNonce(), authenticating: ad)
-        // `combined` is nonce ‖ ciphertext ‖ tag; the nonce is implicit in Noise.
-        box.combined.withUnsafeBytes { out.append(contentsOf: $0[12...]) }
         nonce += 1
+        return box.combined
     }
 
     /// Decrypts ciphertext ‖ tag and appends the plaintext to `out`; on an
     /// authentication failure throws and leaves the nonce as it was.
     mutating func decrypt(ad: [UInt8], ciphertext: UnsafeRawBufferPointer, into out: inout [UInt8]) throws {
-        guard let key else {
+        guard key != nil else {
             out.append(contentsOf: ciphertext)
             return
         }
+        try open(ad: ad, ciphertext: ciphertext).withUnsafeBytes { out.append(contentsOf: $0) }
+    }
+
+    /// Decrypts with the key (which must be set) and returns the plaintext.
+    mutating func open(ad: [UInt8], ciphertext: UnsafeRawBufferPointer) throws -> Data {
+        guard let key else { throw NoiseError.malformed("no key") }
         try ensureNonceLeft()
         guard ciphertext.count >= Self.tagLength else { throw NoiseError.decryptFailed }
         let split = ciphertext.count - Self.tagLength
@@ -79,7 +96,7 @@ struct NoiseCipherState {
         } catch {
             throw NoiseError.decryptFailed
         }
-        plaintext.withUnsafeBytes { out.append(contentsOf: $0) }
         nonce += 1
+        return plaintext
     }
 }
