@@ -43,19 +43,35 @@ func processCPUSeconds() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
-/// CPU seconds per GiB of each kind of run, summed over its runs.
-nonisolated(unsafe) var cpuSeconds: Double = 0
+/// CPU seconds of the calling thread so far.
+func threadCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// CPU seconds of each kind of run, summed over its runs: the whole process,
+/// the sending thread, the receiving thread. Unlike MiB/s, these hardly
+/// depend on what else the machine is doing.
+final class CPUTally: @unchecked Sendable {
+    var process = 0.0, sender = 0.0, receiver = 0.0
+}
+nonisolated(unsafe) var cpu = CPUTally()
 
 /// Runs `send` and `receive` on two threads; returns the seconds until both end.
 func timed(send: @escaping @Sendable () throws -> Void, receive: @escaping @Sendable () throws -> Void) -> Double {
     let group = DispatchGroup()
     let cpuStart = processCPUSeconds()
-    defer { cpuSeconds += processCPUSeconds() - cpuStart }
+    defer { cpu.process += processCPUSeconds() - cpuStart }
     let start = DispatchTime.now()
-    for body in [send, receive] {
+    let tally = cpu
+    for (index, body) in [send, receive].enumerated() {
         group.enter()
         Thread {
+            let threadStart = threadCPUSeconds()
             do { try body() } catch { fputs("skiff-securechannel-bench: \(error)\n", stderr); exit(1) }
+            let used = threadCPUSeconds() - threadStart
+            if index == 0 { tally.sender += used } else { tally.receiver += used }
             group.leave()
         }.start()
     }
@@ -116,20 +132,24 @@ func encryptedRun(key: MigrationKey) throws -> Double {
     })
 }
 
-func report(_ name: String, _ seconds: [Double], cpu: Double? = nil) {
+func report(_ name: String, _ seconds: [Double], cpu: CPUTally? = nil) {
     let rates = seconds.map { Double(mebibytes) / $0 }.sorted()
     let median = rates[rates.count / 2]
-    let cpuText = cpu.map { String(format: "; %.2f CPU-s/GiB for both ends", $0 / Double(runs) / (Double(mebibytes) / 1024)) } ?? ""
-    print(String(format: "%@ %.0f MiB/s (median of %d runs of %d MiB; best %.0f, worst %.0f%@)",
-                 name, median, rates.count, mebibytes, rates.last!, rates.first!, cpuText))
+    print(String(format: "%@ %.0f MiB/s (median of %d runs of %d MiB; best %.0f, worst %.0f)",
+                 name, median, rates.count, mebibytes, rates.last!, rates.first!))
+    if let cpu {
+        let gib = Double(runs) * Double(mebibytes) / 1024
+        print(String(format: "    CPU-s per GiB: %.2f process, %.2f sender thread, %.2f receiver thread",
+                     cpu.process / gib, cpu.sender / gib, cpu.receiver / gib))
+    }
 }
 
 let key = MigrationKey.generate()
 let plainSeconds = (0..<runs).map { _ in plainRun() }
-report("plain TCP loopback:    ", plainSeconds, cpu: cpuSeconds)
-cpuSeconds = 0
+report("plain TCP loopback:    ", plainSeconds, cpu: cpu)
+cpu = CPUTally()
 let encryptedSeconds = try (0..<runs).map { _ in try encryptedRun(key: key) }
-report("SecureChannel loopback:", encryptedSeconds, cpu: cpuSeconds)
+report("SecureChannel loopback:", encryptedSeconds, cpu: cpu)
 
 // The ceiling on one core: swift-crypto's ChaChaPoly on Noise-sized messages,
 // with no sockets (seal, then open, of the same amount of data).

@@ -92,6 +92,14 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         try checkUsable()
+        do {
+            try writeMessages(bytes)
+        } catch {
+            throw closedInstead(of: error)
+        }
+    }
+
+    private func writeMessages(_ bytes: UnsafeRawBufferPointer) throws {
         var rest = bytes
         while !rest.isEmpty {
             if pending.isEmpty && rest.count >= Self.maxPlaintext {
@@ -109,11 +117,29 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
 
     public func flush() throws {
         try checkUsable()
-        if !pending.isEmpty { try sendPending() }
+        do {
+            if !pending.isEmpty { try sendPending() }
+        } catch {
+            throw closedInstead(of: error)
+        }
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws {
         try checkUsable()
+        do {
+            try readMessages(into: buffer)
+        } catch {
+            throw closedInstead(of: error)
+        }
+    }
+
+    /// A call that was blocked when another thread closed the channel sees
+    /// the socket shut down; it reports `closed`, not a vanished peer.
+    private func closedInstead(of error: Error) -> Error {
+        state.withLock { $0 } == .closed ? ByteStreamError.closed : error
+    }
+
+    private func readMessages(into buffer: UnsafeMutableRawBufferPointer) throws {
         var filled = 0
         while filled < buffer.count {
             if plainStart == plain.count {

@@ -208,6 +208,18 @@ import Testing
         return false
     }
 
+    @Test func closeWakesABlockedReader() throws {
+        let (a, b) = socketPair()
+        let (i, r) = handshake(initiator: a, responder: b, initiatorKey: key, responderKey: key)
+        let initiator = try i.get(), responder = try r.get()
+        let reader = Spawned { try responder.read(count: 10) }
+        usleep(100_000)
+        responder.close()
+        #expect(throws: ByteStreamError.closed) { try reader.join().get() }
+        #expect(throws: ByteStreamError.closed) { try responder.flush() }
+        initiator.close()
+    }
+
     @Test func aSilentPeerTimesTheHandshakeOut() throws {
         let (a, b) = socketPair()
         defer { close(a); close(b) }
