@@ -42,6 +42,9 @@ extension SecureChannel {
         let channel = SecureChannel(socket: socket, send: send, receive: receive)
         do {
             try confirmation.withUnsafeBytes { try channel.sendMessage($0, deadline: deadline) }
+        } catch ByteStreamError.endOfStream {
+            channel.disown()
+            throw SecureChannelError.peerClosedDuringHandshake
         } catch {
             channel.disown()
             throw error

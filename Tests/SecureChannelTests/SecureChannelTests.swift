@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Posix
 import Testing
@@ -59,6 +60,44 @@ import Testing
             }
         }
         return out
+    }
+
+    /// The bytes on the wire are Noise's messages, length-prefixed: with fixed
+    /// ephemeral keys, the first 50 bytes each way are exactly what a separate
+    /// `NoiseHandshake` writes for the prologue and key.
+    @Test func theWireCarriesLengthPrefixedNoiseMessages() throws {
+        let ei = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: [UInt8](repeating: 3, count: 32))
+        let er = try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: [UInt8](repeating: 4, count: 32))
+        let relay = Relay()
+        let key = self.key
+        let r = Spawned {
+            try SecureChannel.responder(socket: relay.responderSocket, key: key, timeout: .seconds(10),
+                                        handshake: NoiseHandshake(role: .responder, prologue: SecureChannel.prologue,
+                                                                  psk: key.bytes, ephemeral: er))
+        }
+        let initiator = try SecureChannel.initiator(
+            socket: relay.initiatorSocket, key: key, timeout: .seconds(10),
+            handshake: NoiseHandshake(role: .initiator, prologue: SecureChannel.prologue, psk: key.bytes, ephemeral: ei))
+        let responder = try r.join().get()
+        initiator.close()
+        responder.close()
+        relay.finish()
+
+        var i = NoiseHandshake(role: .initiator, prologue: Array("skiff-migration v1".utf8), psk: key.bytes, ephemeral: ei)
+        var rs = NoiseHandshake(role: .responder, prologue: Array("skiff-migration v1".utf8), psk: key.bytes, ephemeral: er)
+        let m0 = try i.writeMessage(payload: [])
+        _ = try rs.readMessage(m0)
+        let m1 = try rs.writeMessage(payload: [])
+        #expect(Array(relay.bytes(.initiatorToResponder).prefix(50)) == [0, 48] + m0)
+        #expect(relay.bytes(.responderToInitiator) == [0, 48] + m1)
+        // Then the confirmation: 26 bytes of text and a tag, under the split key.
+        let confirmation = Array(relay.bytes(.initiatorToResponder).dropFirst(50))
+        #expect(confirmation.prefix(2) == [0, 42] && confirmation.count == 44)
+        _ = try i.readMessage(m1)
+        var (send, _) = i.split()
+        var expected: [UInt8] = []
+        try Array("skiff-migration v1 confirm".utf8).withUnsafeBytes { try send.encrypt(ad: [], plaintext: $0, into: &expected) }
+        #expect(Array(confirmation.dropFirst(2)) == expected)
     }
 
     @Test func aWrongKeyIsRefusedOnBothSidesBeforeAnyTransportMessage() throws {
