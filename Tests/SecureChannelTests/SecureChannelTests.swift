@@ -156,18 +156,29 @@ import Testing
     }
 
     @Test func aTamperedHandshakeOrConfirmationIsAWrongKey() throws {
-        for (direction, offset) in [(Relay.Direction.initiatorToResponder, 20), (.responderToInitiator, 40),
-                                    (.initiatorToResponder, 50 + 10)] {
+        // Where the byte changes, and what each side then says (nil: succeeds).
+        let cases: [(Relay.Direction, Int, SecureChannelError?, SecureChannelError?)] = [
+            (.initiatorToResponder, 20, .wrongKey, .wrongKey),  // first message: the responder answers with a decoy
+            (.responderToInitiator, 40, .wrongKey, .peerClosedDuringHandshake),  // second message
+            (.initiatorToResponder, 50 + 10, nil, .wrongKey),  // the confirmation
+        ]
+        for (direction, offset, initiatorError, responderError) in cases {
             let relay = Relay(tamper: .init(direction: direction, offset: offset, xor: 1))
-            let (i, r) = handshake(initiator: relay.initiatorSocket, responder: relay.responderSocket,
-                                   initiatorKey: key, responderKey: key, timeout: .seconds(2))
-            // The side that gets the changed bytes says so; the other sees the handshake end.
-            let errors = [i.map { _ in () }, r.map { _ in () }].compactMap { result -> Error? in
-                if case .failure(let e) = result { return e } else { return nil }
+            let key = self.key
+            let r = Spawned { try SecureChannel.responder(socket: relay.responderSocket, key: key) }
+            let i = Result { try SecureChannel.initiator(socket: relay.initiatorSocket, key: key) }
+            // A failed initiator hangs up, as the migration code will, so the
+            // responder is not left waiting for its confirmation.
+            if case .failure = i { shutdown(relay.initiatorSocket, Int32(SHUT_RDWR)) }
+            let rResult = r.join()
+            func outcome(_ result: Result<SecureChannel, Error>) -> SecureChannelError? {
+                if case .failure(let e) = result { return e as? SecureChannelError ?? .malformedHandshake("\(e)") }
+                return nil
             }
-            #expect(errors.contains { ($0 as? SecureChannelError) == .wrongKey }, "tampered at \(offset): \(errors)")
+            #expect(outcome(i) == initiatorError, "tampered at \(offset)")
+            #expect(outcome(rResult) == responderError, "tampered at \(offset)")
             if case .success(let c) = i { c.close() } else { close(relay.initiatorSocket) }
-            if case .success(let c) = r { c.close() } else { close(relay.responderSocket) }
+            if case .success(let c) = rResult { c.close() } else { close(relay.responderSocket) }
             relay.finish()
         }
     }
