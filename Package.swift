@@ -64,7 +64,8 @@ let package = Package(
         // What `--api-socket` costs: start-up time, RSS, request latency (see README, API).
         .executableTarget(name: "skiff-api-bench", dependencies: ["API"], path: "Benchmarks/APIBench"),
         // Encrypted vs plain throughput over loopback TCP (docs/migration-security.md).
-        .executableTarget(name: "skiff-securechannel-bench", dependencies: ["SecureChannel", "Posix"],
+        .executableTarget(name: "skiff-securechannel-bench",
+                          dependencies: ["SecureChannel", "Posix", .product(name: "Crypto", package: "swift-crypto")],
                           path: "Benchmarks/SecureChannelBench"),
 
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),

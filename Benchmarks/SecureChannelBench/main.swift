@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Posix
 import SecureChannel
@@ -153,7 +154,6 @@ report("SecureChannel loopback:", encryptedSeconds, cpu: cpu)
 
 // The ceiling on one core: swift-crypto's ChaChaPoly on Noise-sized messages,
 // with no sockets (seal, then open, of the same amount of data).
-import Crypto
 
 func cryptoOnly() throws -> (seal: Double, open: Double) {
     let key = SymmetricKey(size: .bits256)
