@@ -3,7 +3,8 @@ import PackageDescription
 
 // Layers, lowest first; a target only imports targets above it in this list.
 //   CKVM, CAIO (C shims), Posix → Events, KVM, GuestMemory → X86, Devices, Storage,
-//   Network → Virtio → VMState → VMM → skiff;  API (control plane, no VM imports) → skiff
+//   Network → Virtio → VMState → VMM → skiff;  API (control plane, no VM imports) → skiff;
+//   Posix → SecureChannel (the encrypted migration stream, no VM imports) → skiff
 let package = Package(
     name: "Skiff",
     platforms: [.macOS(.v13)],
@@ -16,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),  // APITests only: reads docs/api.yaml
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),  // SecureChannel: Noise primitives
     ],
     targets: [
         // C shims: <linux/kvm.h>, non-variadic ioctl wrappers, constants.
@@ -46,10 +48,13 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
+        // The migration stream's encryption: Noise_NNpsk0_25519_ChaChaPoly_SHA256 as a
+        // `ByteStream`, and the pre-shared key file. Knows nothing of VMs.
+        .target(name: "SecureChannel", dependencies: ["Posix", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "VMM", dependencies: ["Posix", "Events", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState",
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "skiff", dependencies: [
-            "VMM", "VMState", "Storage", "Virtio", "API",
+            "VMM", "VMState", "Storage", "Virtio", "API", "SecureChannel",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -58,6 +63,10 @@ let package = Package(
         .executableTarget(name: "skiff-storage-bench", dependencies: ["Storage"], path: "Benchmarks/StorageBench"),
         // What `--api-socket` costs: start-up time, RSS, request latency (see README, API).
         .executableTarget(name: "skiff-api-bench", dependencies: ["API"], path: "Benchmarks/APIBench"),
+        // Encrypted vs plain throughput over loopback TCP (docs/migration-security.md).
+        .executableTarget(name: "skiff-securechannel-bench",
+                          dependencies: ["SecureChannel", "Posix", .product(name: "Crypto", package: "swift-crypto")],
+                          path: "Benchmarks/SecureChannelBench"),
 
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
@@ -76,6 +85,9 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Yams", package: "Yams"),
         ]),
+        .testTarget(name: "SecureChannelTests", dependencies: ["SecureChannel", "Posix",
+                                                               .product(name: "Crypto", package: "swift-crypto")],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "Events", "VMState", "KVM", "CKVM", "Virtio"]),
         // Runs the built `skiff` binary against firmware guests and the guest Linux on /dev/kvm.
         .testTarget(name: "IntegrationTests", dependencies: ["skiff"]),
