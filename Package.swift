@@ -3,7 +3,8 @@ import PackageDescription
 
 // Layers, lowest first; a target only imports targets above it in this list.
 //   CKVM, CAIO (C shims), Posix → Events, KVM, GuestMemory → X86, Devices, Storage,
-//   Network → Virtio → VMState → VMM → skiff;  API (control plane, no VM imports) → skiff
+//   Network → Virtio → VMState → Migration → VMM → skiff;  API (control plane, no VM imports) → skiff
+// Migration is the wire protocol and its TCP stream (no VM objects); VMM drives it.
 let package = Package(
     name: "Skiff",
     platforms: [.macOS(.v13)],
@@ -37,6 +38,8 @@ let package = Package(
         .target(name: "Virtio", dependencies: ["CKVM", "Posix", "Events", "GuestMemory", "Devices", "Storage", "Network",
                                                .product(name: "Logging", package: "swift-log")]),
         .target(name: "VMState", dependencies: ["CKVM", "KVM", "Devices", "Virtio"]),
+        // Live migration's framed protocol, config checks and plain TCP `ByteStream`.
+        .target(name: "Migration", dependencies: ["Posix", "VMState"]),
         // The control plane (`--api-socket`): HTTP over a unix socket; talks to the VM only
         // through its own `VMControl` protocol, so it does not import VMM.
         .target(name: "API", dependencies: [
@@ -46,10 +49,10 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
-        .target(name: "VMM", dependencies: ["Posix", "Events", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState",
+        .target(name: "VMM", dependencies: ["Posix", "Events", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState", "Migration",
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "skiff", dependencies: [
-            "VMM", "VMState", "Storage", "Virtio", "API",
+            "VMM", "VMState", "Migration", "Posix", "Storage", "Virtio", "API",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -76,6 +79,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Yams", package: "Yams"),
         ]),
+        .testTarget(name: "MigrationTests", dependencies: ["Migration", "Posix", "VMState"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "Events", "VMState", "KVM", "CKVM", "Virtio"]),
         // Runs the built `skiff` binary against firmware guests and the guest Linux on /dev/kvm.
         .testTarget(name: "IntegrationTests", dependencies: ["skiff"]),

@@ -1,5 +1,6 @@
 import API
 import Foundation
+import Migration
 import VMM
 
 /// The control API's view of `skiff run`: it forwards each request to the
@@ -10,6 +11,8 @@ final class MachineControl: VMControl, @unchecked Sendable {
     private let lock = NSLock()
     private var machine: Machine?
     private var state = VMInfo.stateCreated
+    /// The migration in progress (or last finished), for `vm.info` counters.
+    private var migration: MigrationProgress?
 
     init(config: MachineConfig) {
         self.config = config
@@ -38,7 +41,7 @@ final class MachineControl: VMControl, @unchecked Sendable {
 
     func ping() -> PingInfo {
         PingInfo(buildVersion: Skiff.version, version: Skiff.version, pid: Int64(getpid()),
-                 features: ["pause", "resume", "shutdown", "reboot", "snapshot", "restore"])
+                 features: ["pause", "resume", "shutdown", "reboot", "snapshot", "restore", "send-migration"])
     }
 
     func info() -> VMInfo {
@@ -61,6 +64,14 @@ final class MachineControl: VMControl, @unchecked Sendable {
             counters["uptime_ms"] = UInt64(c.uptime.components.seconds) * 1000
                 + UInt64(c.uptime.components.attoseconds / 1_000_000_000_000_000)
             counters["exits"] = c.exits
+            if let m = lock.withLock({ migration }) {
+                counters["migration_iteration"] = UInt64(m.iteration)
+                counters["migration_bytes"] = m.bytesSent
+                counters["migration_rate_bytes_per_s"] = UInt64(m.rate)
+                counters["migration_dirty_bytes"] = m.dirtyBytes
+                counters["migration_expected_downtime_us"] = UInt64(max(0, m.expectedDowntime / .microseconds(1)))
+                counters["migration_throttle_percent"] = UInt64(m.throttlePercent)
+            }
         } else {
             state = lock.withLock { self.state }
         }
@@ -92,6 +103,40 @@ final class MachineControl: VMControl, @unchecked Sendable {
             throw ControlError(.conflict, "cannot snapshot: \(refused)")
         } catch {
             throw Self.refusal("snapshot", error)
+        }
+    }
+
+    /// `vm.send-migration`: connects (plain TCP or, later, the secure channel),
+    /// migrates, and answers only once the destination runs the VM.
+    func sendMigration(_ request: SendMigrationRequest) throws -> MigrationResult {
+        let machine = try require("migrate")
+        let endpoint: MigrationEndpoint
+        let security: MigrationSecurity
+        do {
+            endpoint = try MigrationEndpoint(parsing: request.destinationURL)
+            security = try MigrationTransport.wrapCheck(
+                try MigrationSecurity.from(keyPath: request.migrationKey, insecure: request.insecureMigration == true))
+        } catch {
+            throw ControlError(.badRequest, "\(error)")
+        }
+        var options = MigrationOptions()
+        if let ms = request.downtimeLimitMs { options.downtimeLimit = .milliseconds(Int64(ms)) }
+        lock.withLock { migration = MigrationProgress() }
+        do {
+            let stream = try MigrationTransport.connect(to: endpoint, security: security)
+            let summary = try machine.sendMigration(over: stream, options: options) { [weak self] p in
+                self?.lock.withLock { self?.migration = p }
+            }
+            func ms(_ d: Duration) -> Double { Double(d / .microseconds(1)) / 1000 }
+            return MigrationResult(totalMs: ms(summary.total), downtimeMs: ms(summary.downtime), bytes: summary.bytesSent,
+                                   iterations: summary.iterations, converged: summary.converged,
+                                   throttlePercent: summary.throttlePercent)
+        } catch let e as LifecycleError {
+            throw ControlError(.conflict, "cannot migrate: \(e)")
+        } catch let e as MigrationError where e.kind == .refused {
+            throw ControlError(.conflict, "migration failed, the VM runs on here: \(e)")
+        } catch {
+            throw ControlError(.internal, "migration failed, the VM runs on here: \(error)")
         }
     }
 

@@ -60,6 +60,16 @@ struct RunCommand: ParsableCommand {
                                + "(its clock jumps by the wall time elapsed since the snapshot).", valueName: "policy"))
     var restoreClock: String = "frozen"
 
+    @Option(help: ArgumentHelp("Wait for one VM migrated here from another skiff (`skiff migrate`) on tcp:ADDR:PORT, "
+                               + "then run it; the config arrives with it (no --kernel).", valueName: "tcp:addr:port"))
+    var incoming: String?
+
+    @Option(help: ArgumentHelp("With --incoming: the migration key file, the same on both hosts.", valueName: "path"))
+    var migrationKey: String?
+
+    @Flag(help: "With --incoming: accept plain, unauthenticated TCP instead of a key (for comparisons).")
+    var insecureMigration = false
+
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("invalid --log-level '\(logLevel)': give one of trace, debug, info, notice, warning, error, critical")
@@ -69,12 +79,26 @@ struct RunCommand: ParsableCommand {
             handler.logLevel = level
             return handler
         }
+        var onStarted: (() -> Void)?
+        var incomingVM: Machine.IncomingVM?
+        if let incoming {
+            // Received before the signals are blocked: a SIGTERM while waiting ends skiff at once.
+            let received = try IncomingRun(address: incoming, keyPath: migrationKey, insecure: insecureMigration,
+                                           conflicting: conflictingWithIncoming).receive()
+            incomingVM = received.vm
+            onStarted = { Machine.confirmRunning(received.vm.machine, over: received.stream) }
+        } else if migrationKey != nil || insecureMigration {
+            throw ValidationError("--migration-key and --insecure-migration go with --incoming (or `skiff migrate`)")
+        }
         // Blocked before any thread (the API's included) starts, so only the VM's
         // orderly teardown sees SIGTERM and friends.
         let signals = try TerminationSignals()
         var machine: Machine
         var startPaused = false
-        if let restore {
+        if let incomingVM {
+            machine = incomingVM.machine
+            startPaused = incomingVM.startPaused
+        } else if let restore {
             machine = try RestoreRun(directory: restore, paused: paused, clock: restoreClock,
                                      conflicting: conflictingWithRestore).machine()
             startPaused = paused
@@ -97,7 +121,8 @@ struct RunCommand: ParsableCommand {
         defer { server?.stop() }  // every way out of here removes the socket
         while true {
             control.attach(machine)
-            let exit = machine.run(signals: signals, startPaused: startPaused)
+            let exit = machine.run(signals: signals, startPaused: startPaused, onStarted: onStarted)
+            onStarted = nil
             control.attach(nil)
             // `vm.reboot` boots the same config again in this process, behind the same socket.
             guard exit == .rebootRequested else { throw ExitCode(Self.report(exit)) }
@@ -112,9 +137,15 @@ struct RunCommand: ParsableCommand {
          networks.isEmpty ? nil : "--net"].compactMap { $0 }
     }
 
+    /// The options an incoming VM's own config replaces.
+    private var conflictingWithIncoming: [String] {
+        conflictingWithRestore + [restore.map { _ in "--restore" }].compactMap { $0 }
+    }
+
     /// Prints why the guest ended when that is an error; returns the exit status.
     static func report(_ exit: MachineExit) -> Int32 {
         switch exit {
+        case .migrated: printError("skiff: \(exit.summary)")
         case .crashed: printError("skiff: \(exit.summary)")
         case .failed: printError("skiff: error: \(exit.summary)")
         default: break
