@@ -89,3 +89,4 @@ final class DirtyPageTracker {
 
     static func count(_ bitmap: [UInt64]) -> Int { bitmap.reduce(0) { $0 + $1.nonzeroBitCount } }
 }
+

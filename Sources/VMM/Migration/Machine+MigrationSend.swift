@@ -125,17 +125,22 @@ extension Machine {
             lock.withLock { _ = try? lifecycle.move(to: .paused) }
         }
         paused = true
+        let pausedAt = ContinuousClock.now
         let last = try tracker.harvest(final: true)
         for i in pending.indices { pending[i] |= last[i] }
+        let finalPages = DirtyPageTracker.count(pending)
         try round { try $0.send(bitmap: pending) }
+        let memorySent = ContinuousClock.now
         tracker.stop()
         let kvmState = try vm.saveKVMState(vcpus: vcpuThreads.map(\.vcpu), msrIndices: try kvm.msrIndexList())
         let state = MachineState(vcpus: kvmState.vcpus, platform: kvmState.platform,
                                  devices: DeviceStates(serial: serial.snapshot(), virtio: []))
         let stateBytes = try state.encodedStateFile()
+        let stateSaved = ContinuousClock.now
         try MigrationFrame.write(.state, payload: stateBytes, to: stream)
         try stream.flush()
         try expect(.ready, from: stream, after: "state")
+        let ready = ContinuousClock.now
         // From here the destination may run the guest; it says so before we stop.
         committed = false
         try MigrationFrame.write(.commit, payload: [wasRunning ? 1 : 0], to: stream)
@@ -143,6 +148,11 @@ extension Machine {
         try expect(.running, from: stream, after: "commit")
         committed = true
         let end = ContinuousClock.now
+        let breakdown = "migration switch-over: paused in \(Self.milliseconds(pausedAt - pauseStart)), last \(finalPages) page(s) "
+            + "sent in \(Self.milliseconds(memorySent - pausedAt)), state (\(stateBytes.count) bytes) saved in "
+            + "\(Self.milliseconds(stateSaved - memorySent)), destination ready after \(Self.milliseconds(ready - stateSaved)), "
+            + "running after \(Self.milliseconds(end - ready)); dirty log: \(tracker.manualProtect ? "KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG (manual protect)" : "KVM_GET_DIRTY_LOG")"
+        log.info("\(breakdown)")
         return MigrationSummary(total: end - start, downtime: end - pauseStart,
                                 bytesSent: sender.bytesSent + UInt64(stateBytes.count), iterations: iteration,
                                 converged: converged, throttlePercent: maxThrottle,
