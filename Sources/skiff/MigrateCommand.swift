@@ -61,7 +61,7 @@ struct MigrateCommand: ParsableCommand {
         }
         let poller = APIClient(path: options.apiSocket, timeout: 5)
         var lastLine = ""
-        while done.wait(timeout: .now() + 0.25) == .timedOut {
+        while done.wait(timeout: .now() + 0.1) == .timedOut {
             guard let counters = try? poller.info().counters, let iteration = counters["migration_iteration"] else { continue }
             let line = Self.progressLine(iteration: iteration, counters: counters)
             if line != lastLine { printError(line); lastLine = line }

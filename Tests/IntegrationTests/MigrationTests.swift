@@ -1,0 +1,60 @@
+import Foundation
+import Testing
+
+/// Live migration between two `skiff` processes on loopback: the count
+/// sequence goes on at the destination with no gap and no repeat, the source
+/// exits 0 ("migrated") only after the destination runs the VM, and a guest
+/// that rewrites memory fast converges (auto-converge) with its memory intact.
+@Suite(.enabled(if: Host.kvmUsable, "needs read/write access to /dev/kvm"), .serialized)
+struct MigrationTests {
+    @Test(arguments: [1, 2])
+    func countContinuesOnTheDestination(cpus: Int) throws {
+        let pair = try MigrationPair(name: "migrate-\(cpus)", cpus: cpus)
+        try #require(pair.waitUntilReady(), "not ready: \(pair.source.errors.text) \(pair.destination.errors.text)")
+        let run = try pair.migrate()
+        #expect(run.status == 0, "skiff migrate: \(run.stderr)")
+        #expect(run.stdout.hasPrefix("migrated: total "), "\(run.stdout)")
+        #expect(pair.source.waitForExit(timeout: 30) == 0, "source: \(pair.source.errors.text)")
+        #expect(pair.source.errors.text.contains("skiff: migrated"))
+        let before = pair.source.output.text
+        #expect(pair.destination.output.waitFor("count \(pair.every * UInt64(MigrationPair.counts(before).count + 5))\n",
+                                                timeout: 60), "destination: \(pair.destination.errors.text)")
+        let joined = before + pair.destination.output.text
+        let counts = MigrationPair.counts(joined)
+        #expect(pair.unbroken(counts), "not one unbroken sequence: \(counts.prefix(40))")
+        kill(pair.destination.process.processIdentifier, SIGTERM)
+        #expect(pair.destination.waitForExit(timeout: 30) == 128 + SIGTERM)
+    }
+
+    @Test func aGuestThatDirtiesMemoryFastConvergesWithItsMemoryIntact() throws {
+        // 32 MiB rewritten round-robin, one page per 64 increments: faster than the link
+        // until auto-converge throttles it.
+        let pair = try MigrationPair(name: "migrate-dirty", every: 20_000_000, extra: "count.dirty=32")
+        try #require(pair.waitUntilReady(counts: 2), "not ready: \(pair.source.errors.text)")
+        let run = try pair.migrate()
+        #expect(run.status == 0, "skiff migrate: \(run.stderr)")
+        #expect(!run.stdout.contains("did not converge"), "\(run.stdout)")
+        #expect(pair.source.waitForExit(timeout: 30) == 0)
+        let before = pair.source.output.text
+        #expect(pair.destination.output.waitFor("count \(pair.every * UInt64(MigrationPair.counts(before).count + 3))\n",
+                                                timeout: 90), "destination: \(pair.destination.output.text.suffix(300))")
+        let all = before + pair.destination.output.text
+        #expect(!all.contains("FAILED"), "\(all.suffix(400))")
+        #expect(pair.unbroken(MigrationPair.counts(all)))
+        print("dirtying guest: \(run.stdout)")
+        kill(pair.destination.process.processIdentifier, SIGTERM)
+        _ = pair.destination.waitForExit(timeout: 30)
+    }
+
+    @Test func bothEndsRefuseWithoutAKeyOrInsecure() throws {
+        let receive = try SkiffProcess.run(["run", "--incoming", "tcp:127.0.0.1:1"], timeout: 30)
+        #expect(receive.status != 0)
+        #expect(receive.stderr.contains("a migration key is needed"), "\(receive.stderr)")
+        let send = try SkiffProcess.run(["migrate", "--api-socket", "/nonexistent.sock", "tcp:127.0.0.1:1"], timeout: 30)
+        #expect(send.status != 0)
+        #expect(send.stderr.contains("a migration key is needed"), "\(send.stderr)")
+        let both = try SkiffProcess.run(["run", "--incoming", "tcp:127.0.0.1:1", "--insecure-migration",
+                                         "--kernel", "/x"], timeout: 30)
+        #expect(both.stderr.contains("--kernel cannot be used with --incoming"), "\(both.stderr)")
+    }
+}
