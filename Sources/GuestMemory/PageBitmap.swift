@@ -35,6 +35,11 @@ public final class PageBitmap: @unchecked Sendable {
         (0..<wordCount).map { ckvm_atomic_exchange_zero64(words + $0) }
     }
 
+    /// The bits now, left as they are.
+    public func peek() -> [UInt64] {
+        (0..<wordCount).map { words[$0] }
+    }
+
     /// Zeroes every bit.
     public func clear() { _ = take() }
 

@@ -63,11 +63,7 @@ final class DirtyPageTracker {
             Self.or(bits, pages: slotPages, into: &global, at: Int(r.fileOffset / 4096))
         }
         Self.or(memory.writtenPages.take(), pages: pages, into: &global, at: 0)
-        if final {
-            for w in 0..<memory.handedOutPages.wordCount {
-                for b in 0..<64 where memory.handedOutPages.isSet(w * 64 + b) { global[w] |= 1 << UInt64(b) }
-            }
-        }
+        if final { Self.or(memory.handedOutPages.peek(), pages: pages, into: &global, at: 0) }
         return global
     }
 

@@ -93,7 +93,9 @@ extension Machine {
                 iterations += 1
             default:
                 let bytes = try MigrationFrame.readPayload(header, from: stream)
+                let received = ContinuousClock.now
                 let state = try MachineState.decodeStateFile(bytes, name: "the migration state")
+                let decoded = ContinuousClock.now
                 try state.checkConsistency(with: recorded)
                 guard state.devices.virtio.isEmpty else {
                     throw MigrationError(.refused, "the state has virtio device state; not supported yet")
@@ -101,6 +103,8 @@ extension Machine {
                 _ = try machine.restore(state, clock: .frozen)
                 try MigrationFrame.write(.ready, to: stream)
                 try stream.flush()
+                let now = ContinuousClock.now
+                machine.log.info("migration state decoded in \(milliseconds(decoded - received)), applied in \(milliseconds(now - decoded))")
                 let commit = try next(stream, expecting: [.commit])
                 let flag = try MigrationFrame.readPayload(commit, from: stream)
                 guard flag.count == 1, flag[0] <= 1 else { throw MigrationError(.malformed, "commit with a bad run flag") }

@@ -116,7 +116,9 @@ extension Machine {
             pending = try tracker.harvest(final: false)
         }
 
-        // Switch-over: the guest stops here and the downtime starts.
+        // Switch-over: the guest stops here and the downtime starts. What can be
+        // had before (the MSR list) is fetched before.
+        let msrIndices = try kvm.msrIndexList()
         throttle.stop()
         let pauseStart = ContinuousClock.now
         if wasRunning {
@@ -131,10 +133,12 @@ extension Machine {
         let finalPages = DirtyPageTracker.count(pending)
         try round { try $0.send(bitmap: pending) }
         let memorySent = ContinuousClock.now
-        tracker.stop()
-        let kvmState = try vm.saveKVMState(vcpus: vcpuThreads.map(\.vcpu), msrIndices: try kvm.msrIndexList())
+        // Logging stays on: turning it off costs a memslot update inside the downtime,
+        // and a source that migrated is torn down anyway (a failure turns it off).
+        let kvmState = try vm.saveKVMState(vcpus: vcpuThreads.map(\.vcpu), msrIndices: msrIndices)
         let state = MachineState(vcpus: kvmState.vcpus, platform: kvmState.platform,
                                  devices: DeviceStates(serial: serial.snapshot(), virtio: []))
+        let stateRead = ContinuousClock.now
         let stateBytes = try state.encodedStateFile()
         let stateSaved = ContinuousClock.now
         try MigrationFrame.write(.state, payload: stateBytes, to: stream)
@@ -149,8 +153,8 @@ extension Machine {
         committed = true
         let end = ContinuousClock.now
         let breakdown = "migration switch-over: paused in \(Self.milliseconds(pausedAt - pauseStart)), last \(finalPages) page(s) "
-            + "sent in \(Self.milliseconds(memorySent - pausedAt)), state (\(stateBytes.count) bytes) saved in "
-            + "\(Self.milliseconds(stateSaved - memorySent)), destination ready after \(Self.milliseconds(ready - stateSaved)), "
+            + "sent in \(Self.milliseconds(memorySent - pausedAt)), state read in \(Self.milliseconds(stateRead - memorySent)) and "
+            + "encoded (\(stateBytes.count) bytes) in \(Self.milliseconds(stateSaved - stateRead)), destination ready after \(Self.milliseconds(ready - stateSaved)), "
             + "running after \(Self.milliseconds(end - ready)); dirty log: \(tracker.manualProtect ? "KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG (manual protect)" : "KVM_GET_DIRTY_LOG")"
         log.info("\(breakdown)")
         return MigrationSummary(total: end - start, downtime: end - pauseStart,
