@@ -65,6 +65,43 @@ struct MigrationFailureTests {
         }
     }
 
+    @Test func aRefusingDestinationIsReportedAndTheGuestRunsOn() throws {
+        // A stand-in destination that refuses at the config step, as a host without
+        // the guest's CPU features would: its reason reaches the user.
+        let pair = try MigrationPair(name: "refused")
+        try #require(pair.waitUntilReady())
+        let listener = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        listen(listener, 1)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        let reason = "this host's CPU lacks features the guest was given: test"
+        Thread.detachNewThread {
+            let fd = accept(listener, nil, nil)
+            guard fd >= 0 else { return }
+            var start = [UInt8](repeating: 0, count: 28)
+            _ = recv(fd, &start, 28, Int32(MSG_WAITALL))
+            let accepted: [UInt8] = [16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+            _ = send(fd, accepted, accepted.count, 0)
+            var header = [UInt8](repeating: 0, count: 16)
+            _ = recv(fd, &header, 16, Int32(MSG_WAITALL))
+            let text = Array(reason.utf8)
+            let refused: [UInt8] = [19, 0, 0, 0, 0, 0, 0, 0, UInt8(text.count), 0, 0, 0, 0, 0, 0, 0] + text
+            _ = send(fd, refused, refused.count, 0)
+            Thread.sleep(forTimeInterval: 1)
+            close(fd)
+        }
+        let run = try pair.migrate(to: UInt16(bigEndian: address.sin_port))
+        #expect(run.stderr.contains("the destination refused: " + reason), "\(run.stderr)")
+        expectSourceCarriesOn(pair, run, "refused")
+        _ = try SkiffProcess.run(["shutdown", "--api-socket", pair.socket], timeout: 30)
+        #expect(pair.source.waitForExit(timeout: 30) == 0)
+    }
+
     @Test func killingTheSourceMidTransferEndsTheDestinationWithoutRunningTheVM() throws {
         let pair = try MigrationPair(name: "kill-src", every: 20_000_000, extra: "count.dirty=32")
         try #require(pair.waitUntilReady(counts: 2))
