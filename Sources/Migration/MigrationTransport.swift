@@ -20,7 +20,9 @@ public enum MigrationSecurity: Equatable, Sendable {
 }
 
 /// The one place a migration stream is made from a TCP connection: the secure
-/// channel plugs in here, and nothing else in the migration knows which it got.
+/// channel plugs in here (the two `.key` branches below: `wrapCheck` reads and
+/// checks the key file, `wrap` runs the handshake), and nothing else in the
+/// migration knows which stream it got.
 public enum MigrationTransport {
     public enum Role: Sendable { case source, destination }
 
