@@ -31,20 +31,18 @@ extension Machine {
         let tracker = DirtyPageTracker(vm: vm, memory: memory)
         let throttle = VCPUThrottle(gate: gate, kick: { [vcpuThreads] in for t in vcpuThreads { t.kick() } })
         var paused = false
-        var committed = false
         do {
             let summary = try precopy(stream, options: options, tracker: tracker, throttle: throttle, start: start,
-                                      wasRunning: wasRunning, progress: progress, paused: &paused, committed: &committed)
+                                      wasRunning: wasRunning, progress: progress, paused: &paused)
             stop(.migrated)
             log.info("\(summary.text)")
             return summary
         } catch {
             throttle.stop()
             tracker.stop()
-            if !committed {
-                try? MigrationFrame.write(.abandon, payload: MigrationFrame.text("the source gave up: \(error)"), to: stream)
-                try? stream.flush()
-            }
+            // Heard only before commit (after it the destination reads nothing more).
+            try? MigrationFrame.write(.abandon, payload: MigrationFrame.text("the source gave up: \(error)"), to: stream)
+            try? stream.flush()
             stream.close()
             // The VM stays here: back to how it was before the migration.
             if paused && wasRunning {
@@ -59,7 +57,7 @@ extension Machine {
 
     private func precopy(_ stream: ByteStream, options: MigrationOptions, tracker: DirtyPageTracker,
                          throttle: VCPUThrottle, start: ContinuousClock.Instant, wasRunning: Bool,
-                         progress: (MigrationProgress) -> Void, paused: inout Bool, committed: inout Bool) throws
+                         progress: (MigrationProgress) -> Void, paused: inout Bool) throws
         -> MigrationSummary {
         // Handshake: the destination checks version and config before any memory.
         try MigrationFrame.write(.start, payload: MigrationVersion.startPayload(), to: stream)
@@ -146,11 +144,9 @@ extension Machine {
         try expect(.ready, from: stream, after: "state")
         let ready = ContinuousClock.now
         // From here the destination may run the guest; it says so before we stop.
-        committed = false
         try MigrationFrame.write(.commit, payload: [wasRunning ? 1 : 0], to: stream)
         try stream.flush()
         try expect(.running, from: stream, after: "commit")
-        committed = true
         let end = ContinuousClock.now
         let breakdown = "migration switch-over: paused in \(Self.milliseconds(pausedAt - pauseStart)), last \(finalPages) page(s) "
             + "sent in \(Self.milliseconds(memorySent - pausedAt)), state read in \(Self.milliseconds(stateRead - memorySent)) and "
