@@ -62,7 +62,8 @@ struct MigrateCommand: ParsableCommand {
         let poller = APIClient(path: options.apiSocket, timeout: 5)
         var lastLine = ""
         while done.wait(timeout: .now() + 0.1) == .timedOut {
-            guard let counters = try? poller.info().counters, let iteration = counters["migration_iteration"] else { continue }
+            guard let counters = try? poller.info().counters, let iteration = counters["migration_iteration"],
+                  counters["migration_bytes"] ?? 0 > 0 else { continue }
             let line = Self.progressLine(iteration: iteration, counters: counters)
             if line != lastLine { printError(line); lastLine = line }
         }
