@@ -46,6 +46,26 @@ struct MigrationTests {
         _ = pair.destination.waitForExit(timeout: 30)
     }
 
+    @Test func aPausedVMArrivesPausedAndResumesThere() throws {
+        let pair = try MigrationPair(name: "migrate-paused")
+        try #require(pair.waitUntilReady())
+        #expect(try SkiffProcess.run(["pause", "--api-socket", pair.socket], timeout: 30).status == 0)
+        let before = pair.source.output.text
+        let run = try pair.migrate()
+        #expect(run.status == 0, "skiff migrate: \(run.stderr)")
+        #expect(pair.source.waitForExit(timeout: 30) == 0)
+        #expect(APILifecycleTests.waitForSocket(pair.destinationSocket, vm: pair.destination))
+        #expect(try APILifecycleTests.state(pair.destinationSocket) == "Paused")
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(!pair.destination.output.text.contains("count "), "a paused VM ran at the destination")
+        #expect(try SkiffProcess.run(["resume", "--api-socket", pair.destinationSocket], timeout: 30).status == 0)
+        let next = pair.every * UInt64(MigrationPair.counts(before).count + 3)
+        #expect(pair.destination.output.waitFor("count \(next)\n", timeout: 60))
+        #expect(pair.unbroken(MigrationPair.counts(before + pair.destination.output.text)))
+        #expect(try SkiffProcess.run(["shutdown", "--api-socket", pair.destinationSocket], timeout: 30).status == 0)
+        #expect(pair.destination.waitForExit(timeout: 30) == 0)
+    }
+
     @Test func bothEndsRefuseWithoutAKeyOrInsecure() throws {
         let receive = try SkiffProcess.run(["run", "--incoming", "tcp:127.0.0.1:1"], timeout: 30)
         #expect(receive.status != 0)

@@ -5,6 +5,8 @@ import Foundation
 final class MigrationPair {
     let dir: URL
     let socket: String
+    /// The destination's API socket (it serves one once the VM has arrived).
+    let destinationSocket: String
     let port: UInt16
     let source: BackgroundVM
     let destination: BackgroundVM
@@ -14,11 +16,12 @@ final class MigrationPair {
          destinationPort: UInt16? = nil) throws {
         dir = try Shell.temporaryDirectory(name)
         socket = dir.appendingPathComponent("src.sock").path
+        destinationSocket = dir.appendingPathComponent("dst.sock").path
         self.every = every
         let chosen = destinationPort ?? Self.freePort()
         port = chosen
         destination = try BackgroundVM(["run", "--incoming", "tcp:127.0.0.1:\(chosen)",
-                                        "--insecure-migration", "--log-level", "info"])
+                                        "--insecure-migration", "--log-level", "info", "--api-socket", destinationSocket])
         source = try BackgroundVM(["run", "--kernel", try Firmware.path("count"), "--memory", memory, "--cpus", String(cpus),
                                    "--cmdline", "count.every=\(every) \(extra)", "--api-socket", socket])
     }
