@@ -54,17 +54,29 @@ enum MigrationSecurityFields {
     }
 }
 
-/// `PUT vm.receive-migration` body, as Cloud Hypervisor's `VmReceiveMigrationData`.
+/// `PUT vm.receive-migration` body: Cloud Hypervisor's `VmReceiveMigrationData`
+/// plus the same security fields as `vm.send-migration`.
 public struct ReceiveMigrationRequest: RequestBody, Equatable {
-    /// `tcp:HOST:PORT` or `unix:PATH` to listen on.
+    /// `tcp:HOST:PORT` to listen on.
     public var receiverURL: String
+    public var migrationKey: String?
+    public var insecureMigration: Bool?
 
-    public init(receiverURL: String) { self.receiverURL = receiverURL }
+    public init(receiverURL: String, migrationKey: String? = nil, insecureMigration: Bool? = nil) {
+        self.receiverURL = receiverURL
+        self.migrationKey = migrationKey
+        self.insecureMigration = insecureMigration
+    }
 
-    enum CodingKeys: String, CodingKey { case receiverURL = "receiver_url" }
+    enum CodingKeys: String, CodingKey {
+        case receiverURL = "receiver_url"
+        case migrationKey = "migration_key"
+        case insecureMigration = "insecure_migration"
+    }
 
     public func validate() throws {
         try URLField.check(receiverURL, field: "receiver_url", schemes: ["tcp:", "unix:"])
+        try MigrationSecurityFields.check(key: migrationKey, insecure: insecureMigration)
     }
 }
 

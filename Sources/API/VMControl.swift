@@ -34,7 +34,8 @@ public protocol VMControl: AnyObject, Sendable {
     /// `PUT vm.send-migration` with `{"destination_url": "tcp:HOST:PORT", …}`: returns
     /// once the destination runs the VM (200 with the summary), or throws with the VM still here.
     func sendMigration(_ request: SendMigrationRequest) throws -> MigrationResult
-    /// `PUT vm.receive-migration` with `{"receiver_url": "tcp:HOST:PORT"}`.
+    /// `PUT vm.receive-migration` with `{"receiver_url": "tcp:HOST:PORT", …}`: returns
+    /// once the incoming VM runs here.
     func receiveMigration(_ request: ReceiveMigrationRequest) throws
 }
 

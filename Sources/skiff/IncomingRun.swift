@@ -24,6 +24,11 @@ struct IncomingRun {
         if let first = conflicting.first {
             throw ValidationError("\(first) cannot be used with --incoming: the VM's config arrives with it")
         }
+        return try Self.receive(address: address, keyPath: keyPath, insecure: insecure)
+    }
+
+    /// Listens on `address`, takes one VM, and returns it built and not yet run.
+    static func receive(address: String, keyPath: String?, insecure: Bool) throws -> Received {
         let security = try MigrationTransport.wrapCheck(try MigrationSecurity.from(keyPath: keyPath, insecure: insecure))
         let endpoint = try MigrationEndpoint(parsing: address)
         let log = Logger(label: "skiff.migration")

@@ -14,8 +14,12 @@ final class MachineControl: VMControl, @unchecked Sendable {
     /// The migration in progress (or last finished), for `vm.info` counters.
     private var migration: MigrationProgress?
 
-    init(config: MachineConfig) {
+    /// Set while `skiff run --api-socket` waits for `vm.receive-migration`.
+    private let incoming: IncomingSlot?
+
+    init(config: MachineConfig, incoming: IncomingSlot? = nil) {
         self.config = config
+        self.incoming = incoming
     }
 
     /// The machine the requests go to, from `run()` until it returns.
@@ -140,9 +144,36 @@ final class MachineControl: VMControl, @unchecked Sendable {
         }
     }
 
+    /// `vm.receive-migration`: only for a skiff started without a VM; answers once it runs here.
+    func receiveMigration(_ request: ReceiveMigrationRequest) throws {
+        guard let incoming, current == nil else {
+            throw ControlError(.conflict, "cannot receive a VM: this skiff already runs one")
+        }
+        do {
+            _ = try MigrationTransport.wrapCheck(
+                try MigrationSecurity.from(keyPath: request.migrationKey, insecure: request.insecureMigration == true))
+            _ = try MigrationEndpoint(parsing: request.receiverURL)
+        } catch {
+            throw ControlError(.badRequest, "\(error)")
+        }
+        lock.withLock { state = VMInfo.stateReceiving }
+        do {
+            try incoming.receive {
+                try IncomingRun.receive(address: request.receiverURL, keyPath: request.migrationKey,
+                                        insecure: request.insecureMigration == true)
+            }
+        } catch {
+            lock.withLock { state = VMInfo.stateCreated }
+            throw ControlError(.conflict, "cannot receive the VM: \(error)")
+        }
+    }
+
     func shutdownVMM() throws {
         // The VMM serves one VM: ending the VMM ends it the same orderly way.
-        guard let machine = current else { return }
+        guard let machine = current else {
+            incoming?.quit()  // waiting for vm.receive-migration: nothing to stop but the wait
+            return
+        }
         do { try machine.requestShutdown() } catch { throw Self.refusal("shut down", error) }
     }
 }

@@ -95,15 +95,37 @@ struct RunCommand: ParsableCommand {
         let signals = try TerminationSignals()
         var machine: Machine
         var startPaused = false
+        var waitingControl: MachineControl?
+        var waitingServer: APIServer?
+        defer { waitingServer?.stop() }
         if let incomingVM {
             machine = incomingVM.machine
             startPaused = incomingVM.startPaused
+        } else if kernel == nil, restore == nil, let apiSocket {
+            // No VM yet: serve the API until `vm.receive-migration` brings one.
+            let slot = try IncomingSlot()
+            let control = MachineControl(config: MachineConfig(kernelPath: "", commandLine: "", cpuCount: 1, memorySize: 0),
+                                         incoming: slot)
+            let server = APIServer(path: apiSocket, control: control)
+            try server.start()
+            waitingControl = control
+            waitingServer = server
+            if let signal = signals.wait(orReadable: slot.ready.fileDescriptor) { throw ExitCode(128 + signal) }
+            guard let received = slot.take() else { return }  // vmm.shutdown while waiting
+            machine = received.vm.machine
+            startPaused = received.vm.startPaused
+            onStarted = {
+                Machine.confirmRunning(received.vm.machine, over: received.stream)
+                slot.didStart()
+            }
         } else if let restore {
             machine = try RestoreRun(directory: restore, paused: paused, clock: restoreClock,
                                      conflicting: conflictingWithRestore).machine()
             startPaused = paused
         } else {
-            guard let kernel else { throw ValidationError("missing --kernel (or --restore DIR)") }
+            guard let kernel else {
+                throw ValidationError("missing --kernel (or --restore DIR, --incoming ADDR, or --api-socket PATH to wait for vm.receive-migration)")
+            }
             guard !paused else { throw ValidationError("--paused needs --restore") }
             guard restoreClock == "frozen" else { throw ValidationError("--restore-clock needs --restore") }
             guard let memorySize = try? ByteSize(parsing: memory).bytes else {
@@ -115,8 +137,8 @@ struct RunCommand: ParsableCommand {
                                        networks: try networks.map { try NetDeviceConfig(parsing: $0) })
             machine = try Machine(config: config)
         }
-        let control = MachineControl(config: machine.config)
-        let server = apiSocket.map { APIServer(path: $0, control: control) }
+        let control = waitingControl ?? MachineControl(config: machine.config)
+        let server = waitingServer == nil ? apiSocket.map { APIServer(path: $0, control: control) } : nil
         try server?.start()
         defer { server?.stop() }  // every way out of here removes the socket
         while true {

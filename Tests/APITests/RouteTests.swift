@@ -125,7 +125,7 @@ struct RouteTests {
             let bodies = [("vm.snapshot", #"{"destination_url": "file:///var/snap"}"#),
                           ("vm.restore", #"{"source_url": "file:///var/snap", "prefault": true}"#),
                           ("vm.send-migration", #"{"destination_url": "tcp:192.0.2.1:6000", "insecure_migration": true}"#),
-                          ("vm.receive-migration", #"{"receiver_url": "unix:/run/mig.sock"}"#)]
+                          ("vm.receive-migration", #"{"receiver_url": "unix:/run/mig.sock", "insecure_migration": true}"#)]
             for (endpoint, body) in bodies {
                 #expect(throws: APIClientError.server(status: 501, message: "not implemented yet")) {
                     try s.client.put(endpoint, body: Data(body.utf8))

@@ -66,6 +66,45 @@ struct MigrationTests {
         #expect(pair.destination.waitForExit(timeout: 30) == 0)
     }
 
+    /// `skiff run --api-socket` with no kernel waits; `vm.receive-migration` takes the
+    /// VM and answers 204 once it runs there.
+    @Test(.enabled(if: Shell.has("curl"), "needs curl"))
+    func receiveMigrationThroughTheAPI() throws {
+        let pair = try MigrationPair(name: "migrate-api")
+        try #require(pair.waitUntilReady())
+        let receiverSocket = pair.dir.appendingPathComponent("receiver.sock").path
+        let receiver = try BackgroundVM(["run", "--api-socket", receiverSocket])
+        try #require(APILifecycleTests.waitForSocket(receiverSocket, vm: receiver))
+        #expect(try APILifecycleTests.state(receiverSocket) == "Created")
+        let port = MigrationPair.freePort()
+        let body = #"{"receiver_url": "tcp:127.0.0.1:\#(port)", "insecure_migration": true}"#
+        let answer = Thread.detachedResult {
+            try? Shell.run("curl -s -o /dev/null -w '%{http_code}' --unix-socket \(receiverSocket) -X PUT -d '\(body)' "
+                + "http://localhost/api/v1/vm.receive-migration", timeout: 120)
+        }
+        var listening = false
+        for _ in 0..<200 where !listening {
+            usleep(50_000)
+            listening = (try? APILifecycleTests.state(receiverSocket)) == "Receiving"
+        }
+        #expect(listening)
+        // The state changes just before the listen: a refused connect is retried (the source runs on).
+        var run = try pair.migrate(to: port)
+        for _ in 0..<10 where run.status != 0 && run.stderr.contains("Connection refused") {
+            Thread.sleep(forTimeInterval: 0.2)
+            run = try pair.migrate(to: port)
+        }
+        #expect(run.status == 0, "skiff migrate: \(run.stderr)")
+        #expect(answer.wait(timeout: 60) == "204")
+        #expect(pair.source.waitForExit(timeout: 30) == 0)
+        let before = pair.source.output.text
+        #expect(receiver.output.waitFor("count \(pair.every * UInt64(MigrationPair.counts(before).count + 3))\n", timeout: 60))
+        #expect(pair.unbroken(MigrationPair.counts(before + receiver.output.text)))
+        #expect(try SkiffProcess.run(["shutdown", "--api-socket", receiverSocket], timeout: 30).status == 0)
+        #expect(receiver.waitForExit(timeout: 30) == 0)
+        kill(pair.destination.process.processIdentifier, SIGTERM)
+    }
+
     @Test func bothEndsRefuseWithoutAKeyOrInsecure() throws {
         let receive = try SkiffProcess.run(["run", "--incoming", "tcp:127.0.0.1:1"], timeout: 30)
         #expect(receive.status != 0)
@@ -77,4 +116,20 @@ struct MigrationTests {
                                          "--kernel", "/x"], timeout: 30)
         #expect(both.stderr.contains("--kernel cannot be used with --incoming"), "\(both.stderr)")
     }
+}
+
+/// A value computed on a background thread, waited for with a limit.
+final class DetachedResult<T>: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var value: T?
+    init(_ body: @escaping () -> T) {
+        Thread.detachNewThread { [self] in value = body(); done.signal() }
+    }
+    func wait(timeout: Double) -> T? {
+        done.wait(timeout: .now() + timeout) == .success ? value : nil
+    }
+}
+
+extension Thread {
+    static func detachedResult<T>(_ body: @escaping () -> T) -> DetachedResult<T> { DetachedResult(body) }
 }
