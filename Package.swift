@@ -3,8 +3,9 @@ import PackageDescription
 
 // Layers, lowest first; a target only imports targets above it in this list.
 //   CKVM, CAIO (C shims), Posix → Events, KVM, GuestMemory → X86, Devices, Storage,
-//   Network → Virtio → VMState → VMM → skiff;  API (control plane, no VM imports) → skiff;
-//   Posix → SecureChannel (the encrypted migration stream, no VM imports) → skiff
+//   Network → Virtio → VMState → Migration → VMM → skiff;  API (control plane, no VM imports) → skiff;
+//   Posix → SecureChannel (the encrypted migration stream, no VM imports) → Migration
+// Migration is the wire protocol and its TCP stream (no VM objects); VMM drives it.
 let package = Package(
     name: "Skiff",
     platforms: [.macOS(.v13)],
@@ -39,6 +40,8 @@ let package = Package(
         .target(name: "Virtio", dependencies: ["CKVM", "Posix", "Events", "GuestMemory", "Devices", "Storage", "Network",
                                                .product(name: "Logging", package: "swift-log")]),
         .target(name: "VMState", dependencies: ["CKVM", "KVM", "Devices", "Virtio"]),
+        // Live migration's framed protocol, config checks and plain TCP `ByteStream`.
+        .target(name: "Migration", dependencies: ["Posix", "VMState", "SecureChannel"]),
         // The control plane (`--api-socket`): HTTP over a unix socket; talks to the VM only
         // through its own `VMControl` protocol, so it does not import VMM.
         .target(name: "API", dependencies: [
@@ -51,10 +54,10 @@ let package = Package(
         // The migration stream's encryption: Noise_NNpsk0_25519_ChaChaPoly_SHA256 as a
         // `ByteStream`, and the pre-shared key file. Knows nothing of VMs.
         .target(name: "SecureChannel", dependencies: ["Posix", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "VMM", dependencies: ["Posix", "Events", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState",
+        .target(name: "VMM", dependencies: ["Posix", "Events", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState", "Migration",
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "skiff", dependencies: [
-            "VMM", "VMState", "Storage", "Virtio", "API", "SecureChannel",
+            "VMM", "VMState", "Migration", "Posix", "Storage", "Virtio", "API", "SecureChannel",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -88,7 +91,8 @@ let package = Package(
         .testTarget(name: "SecureChannelTests", dependencies: ["SecureChannel", "Posix",
                                                                .product(name: "Crypto", package: "swift-crypto")],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "Events", "VMState", "KVM", "CKVM", "Virtio"]),
+        .testTarget(name: "MigrationTests", dependencies: ["Migration", "Posix", "VMState"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "Events", "VMState", "KVM", "CKVM", "Virtio", "Migration", "Posix", "GuestMemory"]),
         // Runs the built `skiff` binary against firmware guests and the guest Linux on /dev/kvm.
         .testTarget(name: "IntegrationTests", dependencies: ["skiff"]),
     ],

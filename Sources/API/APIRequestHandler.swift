@@ -89,7 +89,7 @@ final class APIRequestHandler: ChannelInboundHandler {
             case .read(let read):
                 answer(context, Self.outcome { try read(settings.control) })
             case .change(let prepare):
-                let call: @Sendable (VMControl) throws -> Void
+                let call: @Sendable (VMControl) throws -> APIResponse
                 do {
                     call = try prepare(body.map { Data($0.readableBytesView) })
                 } catch {
@@ -103,7 +103,7 @@ final class APIRequestHandler: ChannelInboundHandler {
 
     /// Runs a state change on the control queue and answers from the loop when done,
     /// so the loop keeps serving `vm.info` and other clients meanwhile.
-    private func runOffLoop(_ context: ChannelHandlerContext, _ call: @escaping @Sendable (VMControl) throws -> Void) {
+    private func runOffLoop(_ context: ChannelHandlerContext, _ call: @escaping @Sendable (VMControl) throws -> APIResponse) {
         let registry = settings.registry, control = settings.control, loop = context.eventLoop
         let bound = NIOLoopBound((self, context), eventLoop: loop)
         registry.owe()
@@ -111,7 +111,7 @@ final class APIRequestHandler: ChannelInboundHandler {
             // Queued before stop() and run after: the VM is going away, so do not touch it.
             let response = registry.isClosed
                 ? APIResponse.error(.serviceUnavailable, "the API server is stopping")
-                : Self.outcome { try call(control); return .noContent }
+                : Self.outcome { try call(control) }
             let handed = registry.onLoop(loop) {
                 let (handler, context) = bound.value
                 handler.answer(context, response).whenComplete { _ in registry.answered() }

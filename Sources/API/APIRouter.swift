@@ -10,8 +10,9 @@ struct APIRoute: Sendable {
         case read(@Sendable (VMControl) throws -> APIResponse)
         /// A state change: the body is decoded and checked on the event loop (so bad
         /// input is answered at once), then the returned call runs on the control
-        /// queue; success is 204 No Content, as Cloud Hypervisor answers.
-        case change(@Sendable (Data?) throws -> @Sendable (VMControl) throws -> Void)
+        /// queue; success is 204 No Content, as Cloud Hypervisor answers, or 200
+        /// with JSON for the few that report something (`vm.send-migration`).
+        case change(@Sendable (Data?) throws -> @Sendable (VMControl) throws -> APIResponse)
     }
 
     /// The endpoint name under `/api/v1/`, e.g. "vm.pause".
@@ -25,12 +26,21 @@ struct APIRoute: Sendable {
 
     /// A PUT without a body (a body, if sent, is ignored — as Cloud Hypervisor does).
     static func change(_ name: String, _ call: @escaping @Sendable (VMControl) throws -> Void) -> APIRoute {
-        APIRoute(name: name, method: .PUT, work: .change({ _ in call }))
+        APIRoute(name: name, method: .PUT, work: .change({ _ in { try call($0); return .noContent } }))
     }
 
     /// A PUT whose JSON body is decoded into `Body` and validated before the call.
     static func change<Body: RequestBody>(_ name: String, body: Body.Type,
                                           _ call: @escaping @Sendable (VMControl, Body) throws -> Void) -> APIRoute {
+        change(name, body: body) { control, value -> APIResponse in
+            try call(control, value)
+            return .noContent
+        }
+    }
+
+    /// A PUT with a JSON body whose success answer is 200 with JSON.
+    static func change<Body: RequestBody>(_ name: String, body: Body.Type,
+                                          answering call: @escaping @Sendable (VMControl, Body) throws -> APIResponse) -> APIRoute {
         APIRoute(name: name, method: .PUT, work: .change({ data in
             guard let data, !data.isEmpty else { throw ControlError(.badRequest, "this request needs a JSON body") }
             let value = try JSONCoding.decode(Body.self, from: data)
@@ -66,7 +76,7 @@ struct APIRouter: Sendable {
         // Routed and validated now; VMControl's default implementations answer 501.
         .change("vm.snapshot", body: SnapshotRequest.self) { try $0.snapshot($1) },
         .change("vm.restore", body: RestoreRequest.self) { try $0.restore($1) },
-        .change("vm.send-migration", body: SendMigrationRequest.self) { try $0.sendMigration($1) },
+        .change("vm.send-migration", body: SendMigrationRequest.self, answering: { try .json($0.sendMigration($1)) }),
         .change("vm.receive-migration", body: ReceiveMigrationRequest.self) { try $0.receiveMigration($1) },
     ])
 

@@ -25,4 +25,16 @@ enum URLField {
             throw ControlError(.badRequest, "\(field) must be \(list)")
         }
     }
+
+    /// An absolute file path: non-empty, bounded, no control characters.
+    static func checkPath(_ value: String, field: String) throws {
+        guard !value.isEmpty else { throw ControlError(.badRequest, "\(field) is empty") }
+        guard value.utf8.count <= maximumLength else {
+            throw ControlError(.badRequest, "\(field) is longer than \(maximumLength) bytes")
+        }
+        guard !value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            throw ControlError(.badRequest, "\(field) contains control characters")
+        }
+        guard value.hasPrefix("/") else { throw ControlError(.badRequest, "\(field) must be an absolute path") }
+    }
 }

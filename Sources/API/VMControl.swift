@@ -31,15 +31,17 @@ public protocol VMControl: AnyObject, Sendable {
     func snapshot(_ request: SnapshotRequest) throws
     /// `PUT vm.restore` with `{"source_url": "file:///DIR"}`.
     func restore(_ request: RestoreRequest) throws
-    /// `PUT vm.send-migration` with `{"destination_url": "tcp:HOST:PORT"}`.
-    func sendMigration(_ request: SendMigrationRequest) throws
-    /// `PUT vm.receive-migration` with `{"receiver_url": "tcp:HOST:PORT"}`.
+    /// `PUT vm.send-migration` with `{"destination_url": "tcp:HOST:PORT", …}`: returns
+    /// once the destination runs the VM (200 with the summary), or throws with the VM still here.
+    func sendMigration(_ request: SendMigrationRequest) throws -> MigrationResult
+    /// `PUT vm.receive-migration` with `{"receiver_url": "tcp:HOST:PORT", …}`: returns
+    /// once the incoming VM runs here.
     func receiveMigration(_ request: ReceiveMigrationRequest) throws
 }
 
 extension VMControl {
     public func snapshot(_ request: SnapshotRequest) throws { throw ControlError.notImplementedYet }
     public func restore(_ request: RestoreRequest) throws { throw ControlError.notImplementedYet }
-    public func sendMigration(_ request: SendMigrationRequest) throws { throw ControlError.notImplementedYet }
+    public func sendMigration(_ request: SendMigrationRequest) throws -> MigrationResult { throw ControlError.notImplementedYet }
     public func receiveMigration(_ request: ReceiveMigrationRequest) throws { throw ControlError.notImplementedYet }
 }

@@ -17,6 +17,13 @@ public final class GuestMemory: @unchecked Sendable {
     public let fileDescriptor: Int32
     public let totalSize: UInt64
     public let backing: Backing
+    /// Pages the VMM wrote through `write`, `store` and `zero` (KVM's dirty log
+    /// sees only vCPU writes). Always kept: one atomic OR per call.
+    public let writtenPages: PageBitmap
+    /// Pages handed out by `buffer(at:length:)`, which callers may write later
+    /// (zero-copy I/O): marked when handed out, so a migration treats them as
+    /// dirty until the devices are quiet (see docs/migration.md).
+    public let handedOutPages: PageBitmap
 
     /// Where the bytes of guest RAM live.
     public enum Backing: Sendable, Equatable {
@@ -44,6 +51,8 @@ public final class GuestMemory: @unchecked Sendable {
         self.fileDescriptor = fd
         self.totalSize = total
         self.backing = .memfd
+        writtenPages = PageBitmap(pages: Int(total / 4096))
+        handedOutPages = PageBitmap(pages: Int(total / 4096))
     }
 
     /// Guest RAM mapped lazily and copy-on-write from `path` (a snapshot's memory
@@ -69,6 +78,8 @@ public final class GuestMemory: @unchecked Sendable {
         self.fileDescriptor = fd
         self.totalSize = total
         self.backing = .privateFile
+        writtenPages = PageBitmap(pages: Int(total / 4096))
+        handedOutPages = PageBitmap(pages: Int(total / 4096))
     }
 
     /// Sorted, page-aligned, non-empty, non-overlapping, non-wrapping ranges, and their total.
@@ -127,6 +138,13 @@ public final class GuestMemory: @unchecked Sendable {
     /// A host view of `length` bytes at `address`. The range must lie inside one
     /// region: devices doing zero-copy I/O get a single contiguous buffer.
     public func buffer(at address: GuestAddress, length: UInt64) throws -> UnsafeMutableRawBufferPointer {
+        let b = try view(at: address, length: length)
+        mark(handedOutPages, address, length: length)
+        return b
+    }
+
+    /// `buffer(at:length:)` without marking the pages as handed out.
+    private func view(at address: GuestAddress, length: UInt64) throws -> UnsafeMutableRawBufferPointer {
         guard let r = region(containing: address) else {
             if length == 0, regions.contains(where: { $0.end == address.rawValue }) {
                 return UnsafeMutableRawBufferPointer(start: nil, count: 0)
@@ -143,7 +161,26 @@ public final class GuestMemory: @unchecked Sendable {
 
     /// True when `[address, address+length)` is entirely guest RAM in one region.
     public func isValid(_ address: GuestAddress, length: UInt64) -> Bool {
-        (try? buffer(at: address, length: length)) != nil
+        (try? view(at: address, length: length)) != nil
+    }
+
+    /// Marks the pages of `[address, address+length)` in `bitmap` (RAM-file order).
+    private func mark(_ bitmap: PageBitmap, _ address: GuestAddress, length: UInt64) {
+        var cursor = address.rawValue
+        let end = address.rawValue &+ length
+        while cursor < end, let r = region(containing: GuestAddress(cursor)) {
+            let stop = min(end, r.start.rawValue + r.size)
+            let first = (r.fileOffset + cursor - r.start.rawValue) / 4096
+            let last = (r.fileOffset + stop - r.start.rawValue - 1) / 4096
+            bitmap.mark(first: Int(first), count: Int(last - first + 1))
+            cursor = stop
+        }
+    }
+
+    /// Marks pages the VMM changed through a host view of its own (a migration's
+    /// receiver marks nothing; devices doing zero-copy writes may call this on completion).
+    public func markWritten(_ address: GuestAddress, length: UInt64) {
+        mark(writtenPages, address, length: length)
     }
 
     // MARK: - Byte copies
@@ -161,6 +198,7 @@ public final class GuestMemory: @unchecked Sendable {
         try forEachChunk(address, length: UInt64(source.count)) { chunk, done in
             chunk.baseAddress!.copyMemory(from: source.baseAddress!.advanced(by: done), byteCount: chunk.count)
         }
+        mark(writtenPages, address, length: UInt64(source.count))
     }
 
     public func read(from address: GuestAddress, count: Int) throws -> [UInt8] {
@@ -178,20 +216,22 @@ public final class GuestMemory: @unchecked Sendable {
         try forEachChunk(address, length: length) { chunk, _ in
             chunk.initializeMemory(as: UInt8.self, repeating: 0)
         }
+        mark(writtenPages, address, length: length)
     }
 
     // MARK: - Little-endian scalars
 
     /// Loads a little-endian integer. Unaligned addresses are fine.
     public func load<T: FixedWidthInteger>(_ type: T.Type = T.self, from address: GuestAddress) throws -> T {
-        let b = try buffer(at: address, length: UInt64(MemoryLayout<T>.size))
+        let b = try view(at: address, length: UInt64(MemoryLayout<T>.size))
         return T(littleEndian: b.loadUnaligned(as: T.self))
     }
 
     /// Stores a little-endian integer.
     public func store<T: FixedWidthInteger>(_ value: T, to address: GuestAddress) throws {
-        let b = try buffer(at: address, length: UInt64(MemoryLayout<T>.size))
+        let b = try view(at: address, length: UInt64(MemoryLayout<T>.size))
         b.storeBytes(of: value.littleEndian, as: T.self)
+        mark(writtenPages, address, length: UInt64(MemoryLayout<T>.size))
     }
 
     /// Walks `[address, address+length)` region by region, failing before touching

@@ -119,18 +119,4 @@ public final class VirtualMachine: @unchecked Sendable {
         data.flags = 0
         try retryingOnInterrupt("KVM_SET_CLOCK") { ckvm_ioctl_pointer(fileDescriptor, CKVM_SET_CLOCK, &data) }
     }
-
-    /// The dirty-page bitmap of a slot since the previous call (one bit per 4 KiB page).
-    public func dirtyLog(slot: UInt32, pages: Int) throws -> [UInt64] {
-        var bitmap = [UInt64](repeating: 0, count: (pages + 63) / 64)
-        try bitmap.withUnsafeMutableBytes { bytes in
-            var log = kvm_dirty_log()
-            log.slot = slot
-            log.dirty_bitmap = bytes.baseAddress
-            try retryingOnInterrupt("KVM_GET_DIRTY_LOG slot \(slot)") {
-                ckvm_ioctl_pointer(fileDescriptor, CKVM_GET_DIRTY_LOG, &log)
-            }
-        }
-        return bitmap
-    }
 }

@@ -40,7 +40,8 @@ extension SnapshotManifest {
 }
 
 extension SnapshotMachineConfig {
-    func validate() throws {
+    /// Counts, alignment, overlaps, and a memory map adding up to the memory size.
+    public func validate() throws {
         guard (1...StateLimits.vcpus).contains(cpuCount) else {
             throw SnapshotError(.limitExceeded, "\(cpuCount) vCPUs in the config (1...\(StateLimits.vcpus))")
         }

@@ -122,5 +122,5 @@ struct SnapshotCommand: ParsableCommand {
 
 let apiClientCommands: [ParsableCommand.Type] = [
     PingCommand.self, InfoCommand.self, PauseCommand.self, ResumeCommand.self, ShutdownCommand.self, RebootCommand.self,
-    SnapshotCommand.self,
+    SnapshotCommand.self, MigrateCommand.self,
 ]

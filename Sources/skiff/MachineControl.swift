@@ -1,6 +1,7 @@
 import API
 import ArgumentParser
 import Foundation
+import Migration
 import VMM
 
 /// The control API's view of `skiff run`: it forwards each request to the
@@ -19,9 +20,14 @@ final class MachineControl: VMControl, @unchecked Sendable {
     /// What `waitForRestore` is waiting for: a restored machine, or nil to exit.
     private var handedOver: Machine??
     private let handOver = DispatchSemaphore(value: 0)
+    /// The migration in progress (or last finished), for `vm.info` counters.
+    private var migration: MigrationProgress?
+    /// Set while `skiff run --api-socket` waits for a VM: `vm.receive-migration` hands it over here.
+    private let incoming: IncomingSlot?
 
-    init(config: MachineConfig?) {
+    init(config: MachineConfig?, incoming: IncomingSlot? = nil) {
         self.config = config
+        self.incoming = incoming
     }
 
     /// The machine the requests go to, from `run()` until it returns.
@@ -33,16 +39,24 @@ final class MachineControl: VMControl, @unchecked Sendable {
         }
     }
 
+    /// What an empty `skiff run --api-socket PATH` gets to run.
+    enum WaitedVM {
+        case restored(Machine)
+        case received(IncomingRun.Received)
+    }
+
     /// `skiff run --api-socket PATH` without a kernel: blocks until `vm.restore`
-    /// has built a machine (returned, not running yet), or until `vmm.shutdown`
-    /// (nil); a termination signal throws the exit status 128 + signal.
-    func waitForRestore(resources: RestoreResources, signals: TerminationSignals) throws -> Machine? {
+    /// has built a machine (returned, not running yet) or `vm.receive-migration`
+    /// has received one, or until `vmm.shutdown` (nil); a termination signal
+    /// throws the exit status 128 + signal.
+    func waitForVM(resources: RestoreResources, signals: TerminationSignals) throws -> WaitedVM? {
         lock.withLock { restoreResources = resources }
         defer { lock.withLock { restoreResources = nil } }
         while true {
             if handOver.wait(timeout: .now() + .milliseconds(50)) == .success {
-                return lock.withLock { handedOver ?? nil }
+                return lock.withLock { handedOver ?? nil }.map { .restored($0) }
             }
+            if let received = incoming?.take() { return .received(received) }
             if let signal = signals.take() {
                 // A vm.restore being built now is dropped with this process.
                 throw ExitCode(128 + signal)
@@ -65,7 +79,7 @@ final class MachineControl: VMControl, @unchecked Sendable {
 
     func ping() -> PingInfo {
         PingInfo(buildVersion: Skiff.version, version: Skiff.version, pid: Int64(getpid()),
-                 features: ["pause", "resume", "shutdown", "reboot", "snapshot", "restore"])
+                 features: ["pause", "resume", "shutdown", "reboot", "snapshot", "restore", "send-migration", "receive-migration"])
     }
 
     func info() -> VMInfo {
@@ -89,6 +103,14 @@ final class MachineControl: VMControl, @unchecked Sendable {
             counters["uptime_ms"] = UInt64(c.uptime.components.seconds) * 1000
                 + UInt64(c.uptime.components.attoseconds / 1_000_000_000_000_000)
             counters["exits"] = c.exits
+            if let m = lock.withLock({ migration }) {
+                counters["migration_iteration"] = UInt64(m.iteration)
+                counters["migration_bytes"] = m.bytesSent
+                counters["migration_rate_bytes_per_s"] = UInt64(m.rate)
+                counters["migration_dirty_bytes"] = m.dirtyBytes
+                counters["migration_expected_downtime_us"] = UInt64(max(0, m.expectedDowntime / .microseconds(1)))
+                counters["migration_throttle_percent"] = UInt64(m.throttlePercent)
+            }
         } else {
             state = lock.withLock { self.state }
         }
@@ -162,6 +184,64 @@ final class MachineControl: VMControl, @unchecked Sendable {
             lock.withLock { restoring = false }
             if error is ControlError { throw error }
             throw ControlError(.badRequest, "cannot restore from \(directory): \(error)")
+        }
+    }
+
+    /// `vm.send-migration`: connects (plain TCP or, later, the secure channel),
+    /// migrates, and answers only once the destination runs the VM.
+    func sendMigration(_ request: SendMigrationRequest) throws -> MigrationResult {
+        let machine = try require("migrate")
+        let endpoint: MigrationEndpoint
+        let security: MigrationSecurity
+        do {
+            endpoint = try MigrationEndpoint(parsing: request.destinationURL)
+            security = try MigrationTransport.wrapCheck(
+                try MigrationSecurity.from(keyPath: request.migrationKey, insecure: request.insecureMigration == true))
+        } catch {
+            throw ControlError(.badRequest, "\(error)")
+        }
+        var options = MigrationOptions()
+        if let ms = request.downtimeLimitMs { options.downtimeLimit = .milliseconds(Int64(ms)) }
+        lock.withLock { migration = MigrationProgress() }
+        do {
+            let stream = try MigrationTransport.connect(to: endpoint, security: security)
+            let summary = try machine.sendMigration(over: stream, options: options) { [weak self] p in
+                self?.lock.withLock { self?.migration = p }
+            }
+            func ms(_ d: Duration) -> Double { Double(d / .microseconds(1)) / 1000 }
+            return MigrationResult(totalMs: ms(summary.total), downtimeMs: ms(summary.downtime), bytes: summary.bytesSent,
+                                   iterations: summary.iterations, converged: summary.converged,
+                                   throttlePercent: summary.throttlePercent)
+        } catch let e as LifecycleError {
+            throw ControlError(.conflict, "cannot migrate: \(e)")
+        } catch let e as MigrationError where e.kind == .refused {
+            throw ControlError(.conflict, "migration failed, the VM runs on here: \(e)")
+        } catch {
+            throw ControlError(.internal, "migration failed, the VM runs on here: \(error)")
+        }
+    }
+
+    /// `vm.receive-migration`: only for a skiff started without a VM; answers once it runs here.
+    func receiveMigration(_ request: ReceiveMigrationRequest) throws {
+        guard let incoming, current == nil, lock.withLock({ handedOver == nil && !restoring }) else {
+            throw ControlError(.conflict, "cannot receive a VM: this skiff already runs one")
+        }
+        do {
+            _ = try MigrationTransport.wrapCheck(
+                try MigrationSecurity.from(keyPath: request.migrationKey, insecure: request.insecureMigration == true))
+            _ = try MigrationEndpoint(parsing: request.receiverURL)
+        } catch {
+            throw ControlError(.badRequest, "\(error)")
+        }
+        lock.withLock { state = VMInfo.stateReceiving }
+        do {
+            try incoming.receive {
+                try IncomingRun.receive(address: request.receiverURL, keyPath: request.migrationKey,
+                                        insecure: request.insecureMigration == true)
+            }
+        } catch {
+            lock.withLock { state = VMInfo.stateCreated }
+            throw ControlError(.conflict, "cannot receive the VM: \(error)")
         }
     }
 

@@ -62,6 +62,16 @@ struct RunCommand: ParsableCommand {
                                + "(its clock jumps by the wall time elapsed since the snapshot).", valueName: "policy"))
     var restoreClock: String = "frozen"
 
+    @Option(help: ArgumentHelp("Wait for one VM migrated here from another skiff (`skiff migrate`) on tcp:ADDR:PORT, "
+                               + "then run it; the config arrives with it (no --kernel).", valueName: "tcp:addr:port"))
+    var incoming: String?
+
+    @Option(help: ArgumentHelp("With --incoming: the migration key file, the same on both hosts.", valueName: "path"))
+    var migrationKey: String?
+
+    @Flag(help: "With --incoming: accept plain, unauthenticated TCP instead of a key (for comparisons).")
+    var insecureMigration = false
+
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("invalid --log-level '\(logLevel)': give one of trace, debug, info, notice, warning, error, critical")
@@ -71,30 +81,60 @@ struct RunCommand: ParsableCommand {
             handler.logLevel = level
             return handler
         }
+        var onStarted: (() -> Void)?
+        var incomingVM: Machine.IncomingVM?
+        if let incoming {
+            // Received before the signals are blocked: a SIGTERM while waiting ends skiff at once.
+            let received = try IncomingRun(address: incoming, keyPath: migrationKey, insecure: insecureMigration,
+                                           conflicting: conflictingWithIncoming).receive()
+            incomingVM = received.vm
+            onStarted = { Machine.confirmRunning(received.vm.machine, over: received.stream) }
+        } else if migrationKey != nil || insecureMigration {
+            throw ValidationError("--migration-key and --insecure-migration go with --incoming (or `skiff migrate`)")
+        }
         // Blocked before any thread (the API's included) starts, so only the VM's
         // orderly teardown sees SIGTERM and friends.
         let signals = try TerminationSignals()
         var machine: Machine
         var startPaused = false
-        let control = MachineControl(config: nil)
+        let slot = incomingVM == nil && kernel == nil && restore == nil && apiSocket != nil ? try IncomingSlot() : nil
+        let control = MachineControl(config: nil, incoming: slot)
         let server = apiSocket.map { APIServer(path: $0, control: control) }
         defer { server?.stop() }  // every way out of here removes the socket
-        if let restore {
+        if let incomingVM {
+            machine = incomingVM.machine
+            startPaused = incomingVM.startPaused
+            try server?.start()
+        } else if let restore {
             machine = try RestoreRun(directory: restore, paused: paused, clock: restoreClock,
                                      conflicting: conflictingWithRestore, disks: disks, networks: networks).machine()
             startPaused = paused
             try server?.start()
-        } else if kernel == nil, let server {
-            // Cloud Hypervisor's way: an empty VMM that waits for vm.restore.
+        } else if kernel == nil, let server, let slot {
+            // Cloud Hypervisor's way: an empty VMM that waits for vm.restore or vm.receive-migration.
             guard restoreClock == "frozen" else { throw ValidationError("--restore-clock needs --restore") }
             let resources = try RestoreRun(directory: "", paused: true, clock: restoreClock, conflicting: [],
                                            disks: disks, networks: networks).resources()
             try server.start()
-            guard let restored = try control.waitForRestore(resources: resources, signals: signals) else { return }
-            machine = restored
-            startPaused = true  // vm.resume runs it, as after Cloud Hypervisor's restore
+            switch try control.waitForVM(resources: resources, signals: signals) {
+            case nil:
+                return  // vmm.shutdown while waiting
+            case .restored(let restored):
+                machine = restored
+                startPaused = true  // vm.resume runs it, as after Cloud Hypervisor's restore
+            case .received(let received):
+                machine = received.vm.machine
+                startPaused = received.vm.startPaused
+                onStarted = {
+                    Machine.confirmRunning(received.vm.machine, over: received.stream)
+                    slot.didStart()
+                }
+            }
         } else {
-            guard let kernel else { throw ValidationError("missing --kernel (or --restore DIR, or --api-socket PATH to wait for vm.restore)") }
+            guard let kernel else {
+                throw ValidationError("missing --kernel (or --restore DIR, --incoming ADDR, or --api-socket PATH to wait "
+                    + "for vm.restore or vm.receive-migration)")
+            }
             guard !paused else { throw ValidationError("--paused needs --restore") }
             guard restoreClock == "frozen" else { throw ValidationError("--restore-clock needs --restore") }
             guard let memorySize = try? ByteSize(parsing: memory).bytes else {
@@ -109,7 +149,8 @@ struct RunCommand: ParsableCommand {
         }
         while true {
             control.attach(machine)
-            let exit = machine.run(signals: signals, startPaused: startPaused)
+            let exit = machine.run(signals: signals, startPaused: startPaused, onStarted: onStarted)
+            onStarted = nil
             control.attach(nil)
             // `vm.reboot` boots the same config again in this process, behind the same socket.
             guard exit == .rebootRequested else { throw ExitCode(Self.report(exit)) }
@@ -121,6 +162,12 @@ struct RunCommand: ParsableCommand {
     /// The options a snapshot's own config replaces.
     private var conflictingWithRestore: [String] {
         [kernel.map { _ in "--kernel" }, initrd.map { _ in "--initrd" }].compactMap { $0 }
+    }
+
+    /// The options an incoming VM's own config replaces.
+    private var conflictingWithIncoming: [String] {
+        conflictingWithRestore + [restore.map { _ in "--restore" }, disks.isEmpty ? nil : "--disk",
+                                  networks.isEmpty ? nil : "--net"].compactMap { $0 }
     }
 
     /// Prints why the guest ended when that is an error; returns the exit status.

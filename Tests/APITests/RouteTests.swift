@@ -124,8 +124,8 @@ struct RouteTests {
         try withServer { s in
             let bodies = [("vm.snapshot", #"{"destination_url": "file:///var/snap"}"#),
                           ("vm.restore", #"{"source_url": "file:///var/snap", "prefault": true}"#),
-                          ("vm.send-migration", #"{"destination_url": "tcp:192.0.2.1:6000"}"#),
-                          ("vm.receive-migration", #"{"receiver_url": "unix:/run/mig.sock"}"#)]
+                          ("vm.send-migration", #"{"destination_url": "tcp:192.0.2.1:6000", "insecure_migration": true}"#),
+                          ("vm.receive-migration", #"{"receiver_url": "unix:/run/mig.sock", "insecure_migration": true}"#)]
             for (endpoint, body) in bodies {
                 #expect(throws: APIClientError.server(status: 501, message: "not implemented yet")) {
                     try s.client.put(endpoint, body: Data(body.utf8))
@@ -156,6 +156,12 @@ struct RouteTests {
              "destination_url is longer than 4096 bytes"),
             ("vm.restore", #"{"source_url": "file:///x", "prefault": "yes"}"#, "'prefault' has the wrong type"),
             ("vm.send-migration", #"{"destination_url": "file:///x"}"#, "destination_url must be 'tcp:…' or 'unix:…'"),
+            ("vm.send-migration", #"{"destination_url": "tcp:h:1"}"#, "a migration key is needed: migration_key (made by `skiff migration-key FILE`), or insecure_migration: true for plain TCP"),
+            ("vm.send-migration", #"{"destination_url": "tcp:h:1", "migration_key": "/k", "insecure_migration": true}"#,
+             "give migration_key or insecure_migration, not both"),
+            ("vm.send-migration", #"{"destination_url": "tcp:h:1", "migration_key": "k"}"#, "migration_key must be an absolute path"),
+            ("vm.send-migration", #"{"destination_url": "tcp:h:1", "insecure_migration": true, "downtime_limit_ms": 0}"#,
+             "downtime_limit_ms must be between 1 and 60000"),
             ("vm.receive-migration", #"{"receiver_url": "tcp:"}"#, "receiver_url must be 'tcp:…' or 'unix:…'"),
             ("vm.receive-migration", "\u{FF}\u{FE}", "the body is not valid JSON"),
         ]

@@ -10,6 +10,13 @@
  *   0x200018 lines     number of "count N" lines printed so far
  *   0x200020 limit     count.limit= (0: run forever)
  *   0x200028 magic     "SKIFFCNT" once initialised
+ *
+ * count.dirty=N (MiB, default 0 = off) adds a memory-dirtying load for
+ * migration tests: every count.stride=S-th increment (default 64) writes the
+ * counter value into the first and last word of the next page of an N MiB
+ * region at 16 MiB, round-robin.  Which value each page holds follows from the
+ * counter alone, so at every printed line all pages are checked; a page that
+ * a migration lost or left stale prints "count: memory check FAILED ...".
  */
 #include "rt.h"
 
@@ -18,7 +25,32 @@ const int fw_run_in_user_mode = 1;
 #define COUNT_EVERY_DEFAULT 200000000ull
 #define COUNT_MAGIC 0x544e434646494b53ull	/* "SKIFFCNT" */
 
-enum { ST_COUNTER, ST_NEXT, ST_EVERY, ST_LINES, ST_LIMIT, ST_MAGIC };
+enum { ST_COUNTER, ST_NEXT, ST_EVERY, ST_LINES, ST_LIMIT, ST_MAGIC, ST_DIRTY_PAGES, ST_STRIDE };
+
+#define DIRTY_BASE ((uint64_t)0x1000000)
+
+/* The value page p must hold when the counter is c: the last write to it. */
+static uint64_t expected(uint64_t c, uint64_t stride, uint64_t pages, uint64_t p)
+{
+	uint64_t w = c / stride;	/* writes so far; write k (k >= 1) went to page k % pages */
+	if (w < 1)
+		return 0;
+	uint64_t k = w - ((w + pages - p % pages) % pages);
+	return k >= 1 && k <= w ? k * stride : 0;
+}
+
+static int check(uint64_t c, uint64_t stride, uint64_t pages)
+{
+	for (uint64_t p = 0; p < pages; p++) {
+		volatile uint64_t *page = (volatile uint64_t *)(DIRTY_BASE + p * 4096);
+		uint64_t want = expected(c, stride, pages, p);
+		if (page[0] != want || page[511] != want) {
+			printf("count: memory check FAILED page %lu: %lu/%lu, want %lu\n", p, page[0], page[511], want);
+			return 0;
+		}
+	}
+	return 1;
+}
 
 int main(void)
 {
@@ -32,12 +64,26 @@ int main(void)
 	st[ST_LINES] = 0;
 	st[ST_LIMIT] = cmdline_u64("count.limit", 0);
 	st[ST_MAGIC] = COUNT_MAGIC;
+	st[ST_DIRTY_PAGES] = cmdline_u64("count.dirty", 0) * 256;
+	st[ST_STRIDE] = cmdline_u64("count.stride", 64);
+	if (st[ST_STRIDE] == 0)
+		st[ST_STRIDE] = 64;
 	printf("count: start every=%lu limit=%lu counter=0x%x\n", every, st[ST_LIMIT], STATE_PAGE);
+	if (st[ST_DIRTY_PAGES])
+		printf("count: dirtying %lu pages at 0x%lx, one per %lu increments\n", st[ST_DIRTY_PAGES], DIRTY_BASE, st[ST_STRIDE]);
 	for (;;) {
 		uint64_t c = st[ST_COUNTER] + 1;
 		st[ST_COUNTER] = c;
+		uint64_t pages = st[ST_DIRTY_PAGES];
+		if (pages && c % st[ST_STRIDE] == 0) {
+			volatile uint64_t *page = (volatile uint64_t *)(DIRTY_BASE + ((c / st[ST_STRIDE]) % pages) * 4096);
+			page[0] = c;
+			page[511] = c;
+		}
 		if (c != st[ST_NEXT])
 			continue;
+		if (pages && !check(c, st[ST_STRIDE], pages))
+			poweroff();
 		printf("count %lu\n", c);
 		st[ST_NEXT] = c + st[ST_EVERY];
 		uint64_t lines = st[ST_LINES] + 1;

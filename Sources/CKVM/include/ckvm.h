@@ -53,6 +53,7 @@ static const unsigned long CKVM_IRQ_LINE = KVM_IRQ_LINE;
 static const unsigned long CKVM_IRQFD = KVM_IRQFD;
 static const unsigned long CKVM_IOEVENTFD = KVM_IOEVENTFD;
 static const unsigned long CKVM_GET_DIRTY_LOG = KVM_GET_DIRTY_LOG;
+static const unsigned long CKVM_CLEAR_DIRTY_LOG = KVM_CLEAR_DIRTY_LOG;
 static const unsigned long CKVM_GET_CLOCK = KVM_GET_CLOCK;
 static const unsigned long CKVM_SET_CLOCK = KVM_SET_CLOCK;
 static const unsigned long CKVM_GET_IRQCHIP = KVM_GET_IRQCHIP;
@@ -62,6 +63,17 @@ static const unsigned long CKVM_SET_PIT2 = KVM_SET_PIT2;
 static const unsigned long CKVM_ENABLE_CAP = KVM_ENABLE_CAP;
 static const unsigned int CKVM_IOEVENTFD_FLAG_PIO = KVM_IOEVENTFD_FLAG_PIO;
 static const unsigned int CKVM_IOEVENTFD_FLAG_DATAMATCH = KVM_IOEVENTFD_FLAG_DATAMATCH;
+
+// MARK: - Atomics (Swift's need a newer platform than the package declares)
+
+/// Sets `bits` in `*word` atomically (the VMM-side dirty bitmap).
+static inline void ckvm_atomic_or64(uint64_t *word, uint64_t bits) {
+    __atomic_fetch_or(word, bits, __ATOMIC_RELAXED);
+}
+/// Reads `*word` and zeroes it, atomically.
+static inline uint64_t ckvm_atomic_exchange_zero64(uint64_t *word) {
+    return __atomic_exchange_n(word, 0, __ATOMIC_ACQ_REL);
+}
 
 // MARK: - vCPU requests
 

@@ -58,7 +58,7 @@ extension Machine {
 
     /// The recorded memory map must be the one this build lays out for that RAM
     /// size (the e820 map the guest booted with), file offsets back to back.
-    private static func checkMemoryMap(_ recorded: SnapshotMachineConfig) throws -> [(start: GuestAddress, size: UInt64)] {
+    static func checkMemoryMap(_ recorded: SnapshotMachineConfig) throws -> [(start: GuestAddress, size: UInt64)] {
         let expected = MemoryMap.ramRanges(size: recorded.memorySize)
         var offset: UInt64 = 0
         var same = expected.count == recorded.memoryMap.count
@@ -74,7 +74,7 @@ extension Machine {
     }
 
     /// Applies saved state to the freshly built machine (no vCPU has run).
-    private func restore(_ state: MachineState, clock: ClockRestore) throws -> ClockRestore {
+    func restore(_ state: MachineState, clock: ClockRestore) throws -> ClockRestore {
         try lock.withLock { try lifecycle.move(to: .receiving) }
         let vcpus = vcpuThreads.map(\.vcpu)
         let applied = try vm.restoreKVMState(vcpus: vcpus, states: state.vcpus, platform: state.platform, clock: clock)

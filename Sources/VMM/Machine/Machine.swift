@@ -57,9 +57,11 @@ public final class Machine: @unchecked Sendable {
     /// - Parameter restoredMemory: RAM already holding a guest (a snapshot's memory
     ///   file mapped copy-on-write); nil makes fresh memfd RAM. With it the kernel
     ///   and initrd files are not needed.
-    init(building config: MachineConfig, restoredMemory: GuestMemory? = nil,
+    /// - Parameter needsBootFiles: check that kernel and initrd exist (default:
+    ///   only when RAM is fresh); an incoming migration fills fresh RAM without them.
+    init(building config: MachineConfig, restoredMemory: GuestMemory? = nil, needsBootFiles: Bool? = nil,
          output: @escaping (UInt8) -> Void) throws {
-        try config.validate(bootFiles: restoredMemory == nil)
+        try config.validate(bootFiles: needsBootFiles ?? (restoredMemory == nil))
         let buildStart = ContinuousClock.now
         self.config = config
         stopEvent = try EventFD("VM stop")
@@ -134,8 +136,10 @@ public final class Machine: @unchecked Sendable {
     ///   started any thread; made here when nil.
     /// - Parameter startPaused: start everything but keep the vCPUs parked and the
     ///   device loop held, as after `pause()`; `resume()` lets the guest run.
+    /// - Parameter onStarted: called once the vCPU threads run (an incoming
+    ///   migration confirms to its source there).
     public func run(attachConsole: Bool = true, signals given: TerminationSignals? = nil,
-                    startPaused: Bool = false) -> MachineExit {
+                    startPaused: Bool = false, onStarted: (() -> Void)? = nil) -> MachineExit {
         // Before any thread starts, so that all of them inherit the blocked mask.
         let signals: TerminationSignals
         do {
@@ -167,6 +171,7 @@ public final class Machine: @unchecked Sendable {
                 startedAt = .now
             }
             for t in vcpuThreads { try t.start() }
+            if !isStopping { onStarted?() }
         } catch {
             stop(.failed("starting the VM: \(error)"))
         }

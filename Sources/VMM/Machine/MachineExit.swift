@@ -13,12 +13,14 @@ public enum MachineExit: Equatable, Sendable {
     case crashed(String)
     /// SIGTERM, SIGINT, SIGHUP or SIGQUIT (the number); the VM was shut down in order.
     case terminated(signal: Int32)
+    /// Live-migrated: the destination confirmed that the VM runs there.
+    case migrated
     /// The VMM itself failed (a dead event loop, a disk that could not be flushed…).
     case failed(String)
 
     public var exitStatus: Int32 {
         switch self {
-        case .poweredOff, .rebooted, .quitFromConsole, .shutDownByRequest, .rebootRequested: return 0
+        case .poweredOff, .rebooted, .quitFromConsole, .shutDownByRequest, .rebootRequested, .migrated: return 0
         case .crashed, .failed: return 1
         case .terminated(let signal): return 128 + signal  // as a shell reports a signal
         }
@@ -33,6 +35,7 @@ public enum MachineExit: Equatable, Sendable {
         case .rebootRequested: return "reboot requested through the control API"
         case .crashed(let why): return "guest crashed: \(why)"
         case .terminated(let signal): return "terminated by signal \(signal)"
+        case .migrated: return "migrated: the VM runs on the destination"
         case .failed(let why): return why
         }
     }

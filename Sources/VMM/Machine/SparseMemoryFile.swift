@@ -50,7 +50,7 @@ enum SparseMemoryFile {
     }
 
     /// Byte ranges inside `region` (offsets from its start) that may hold data.
-    private static func dataExtents(of region: GuestMemoryRegion, in memory: GuestMemory) throws -> [Range<UInt64>] {
+    static func dataExtents(of region: GuestMemoryRegion, in memory: GuestMemory) throws -> [Range<UInt64>] {
         guard memory.backing == .memfd else { return [0..<region.size] }
         var extents: [Range<UInt64>] = []
         let end = region.fileOffset + region.size

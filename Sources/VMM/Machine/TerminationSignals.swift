@@ -39,6 +39,17 @@ public final class TerminationSignals {
         return n == MemoryLayout<signalfd_siginfo>.size ? Int32(info.ssi_signo) : nil
     }
 
+    /// Blocks until a termination signal arrives (returned) or `fd` is readable (nil).
+    public func wait(orReadable fd: Int32) -> Int32? {
+        var fds = [pollfd(fd: fileDescriptor, events: Int16(POLLIN), revents: 0), pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+        while true {
+            if let signal = take() { return signal }
+            let n = poll(&fds, 2, -1)
+            if n < 0 && errno != EINTR { return SIGTERM }
+            if fds[1].revents != 0 { return nil }
+        }
+    }
+
     /// From now on a termination signal ends the process at once (this thread
     /// unblocks them; the VMM's other threads keep them blocked).
     func escalate() {

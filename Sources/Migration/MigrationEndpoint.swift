@@ -1,0 +1,67 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `tcp:HOST:PORT` (HOST may be a name, an IPv4 address or `[IPv6]`).
+public struct MigrationEndpoint: Equatable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: UInt16
+
+    public init(host: String, port: UInt16) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `tcp:HOST:PORT`; anything else is a clear error.
+    public init(parsing url: String) throws {
+        guard url.hasPrefix("tcp:") else {
+            throw MigrationError(.usage, "'\(url.prefix(80))' is not a migration address: give tcp:HOST:PORT")
+        }
+        let rest = url.dropFirst(4)
+        guard let colon = rest.lastIndex(of: ":"), let port = UInt16(rest[rest.index(after: colon)...]) else {
+            throw MigrationError(.usage, "'\(url.prefix(80))' has no port: give tcp:HOST:PORT")
+        }
+        var host = String(rest[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty, host.utf8.count <= 255 else {
+            throw MigrationError(.usage, "'\(url.prefix(80))' has no host: give tcp:HOST:PORT")
+        }
+        self.init(host: host, port: port)
+    }
+
+    public var description: String { host.contains(":") ? "tcp:[\(host)]:\(port)" : "tcp:\(host):\(port)" }
+
+    /// A resolved socket address.
+    struct Address {
+        var family: Int32
+        var storage: sockaddr_storage
+        var length: socklen_t
+
+        func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+            var copy = storage
+            return withUnsafePointer(to: &copy) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) } }
+        }
+    }
+
+    func resolve(passive: Bool = false) throws -> [Address] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = passive ? AI_PASSIVE : 0
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &list)
+        guard rc == 0 else {
+            throw MigrationError(.connection, "cannot resolve '\(host)': \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(list) }
+        var out: [Address] = []
+        var node = list
+        while let n = node {
+            var storage = sockaddr_storage()
+            let length = min(Int(n.pointee.ai_addrlen), MemoryLayout<sockaddr_storage>.size)
+            withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: n.pointee.ai_addr, count: length)) }
+            out.append(Address(family: n.pointee.ai_family, storage: storage, length: socklen_t(length)))
+            node = n.pointee.ai_next
+        }
+        return out
+    }
+}

@@ -1,0 +1,120 @@
+import Posix
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A plain TCP connection as a `ByteStream`: writes are gathered in a buffer
+/// (one `send` per 256 KiB, not one per frame header), large writes go
+/// straight to the socket, reads fill the caller's buffer in as few `recv`s as
+/// the kernel allows. TCP_NODELAY is set: the protocol's small replies (ready,
+/// running) sit inside the guest's downtime and must not wait for Nagle.
+public final class TCPStream: ByteStream, @unchecked Sendable {
+    public let fileDescriptor: Int32
+    private let buffer: UnsafeMutableRawPointer
+    private let capacity = 256 << 10
+    private var used = 0
+    private var isClosed = false
+
+    /// Takes ownership of a connected socket.
+    public init(socket: Int32) {
+        fileDescriptor = socket
+        buffer = .allocate(byteCount: capacity, alignment: 64)
+        var one: Int32 = 1
+        setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    deinit {
+        close()
+        buffer.deallocate()
+    }
+
+    /// Connects to `endpoint` (every address it resolves to, in turn).
+    public static func connect(to endpoint: MigrationEndpoint, timeoutSeconds: Int = 30) throws -> TCPStream {
+        var lastError = "no address"
+        for address in try endpoint.resolve() {
+            let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { lastError = String(cString: strerror(errno)); continue }
+            let ok = address.withSockaddr { Glibc.connect(fd, $0, $1) } == 0
+            if ok {
+                let stream = TCPStream(socket: fd)
+                stream.setTimeout(seconds: timeoutSeconds)
+                return stream
+            }
+            lastError = String(cString: strerror(errno))
+            Glibc.close(fd)
+        }
+        throw MigrationError(.connection, "cannot connect to \(endpoint): \(lastError)")
+    }
+
+    /// Send and receive time limits: a peer that goes silent ends the migration
+    /// with an error instead of hanging it.
+    public func setTimeout(seconds: Int) {
+        var tv = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fileDescriptor, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fileDescriptor, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard !isClosed else { throw ByteStreamError.closed }
+        guard bytes.count > 0 else { return }
+        if bytes.count >= capacity / 2 {
+            try flush()
+            try sendAll(bytes.baseAddress!, bytes.count)
+            return
+        }
+        if used + bytes.count > capacity { try flush() }
+        (buffer + used).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        used += bytes.count
+    }
+
+    public func flush() throws {
+        guard !isClosed else { throw ByteStreamError.closed }
+        guard used > 0 else { return }
+        let n = used
+        used = 0
+        try sendAll(buffer, n)
+    }
+
+    public func read(into target: UnsafeMutableRawBufferPointer) throws {
+        guard !isClosed else { throw ByteStreamError.closed }
+        var done = 0
+        while done < target.count {
+            let n = recv(fileDescriptor, target.baseAddress! + done, target.count - done, Int32(MSG_WAITALL))
+            if n > 0 { done += n; continue }
+            if n == 0 { throw ByteStreamError.endOfStream }
+            if errno == EINTR { continue }
+            if errno == EAGAIN || errno == EWOULDBLOCK {
+                throw MigrationError(.timeout, "the peer sent nothing for too long")
+            }
+            throw MigrationError(.connection, "receive: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Hands the socket to another owner (the secure channel): this stream
+    /// stops using it and will not close it. Anything buffered is dropped.
+    public func releaseSocket() -> Int32 {
+        isClosed = true
+        used = 0
+        return fileDescriptor
+    }
+
+    public func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        shutdown(fileDescriptor, Int32(SHUT_RDWR))
+        Glibc.close(fileDescriptor)
+    }
+
+    private func sendAll(_ base: UnsafeRawPointer, _ count: Int) throws {
+        var done = 0
+        while done < count {
+            let n = send(fileDescriptor, base + done, count - done, Int32(MSG_NOSIGNAL))
+            if n > 0 { done += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                throw MigrationError(.timeout, "the peer took nothing for too long")
+            }
+            throw MigrationError(.connection, "send: \(String(cString: strerror(errno)))")
+        }
+    }
+}

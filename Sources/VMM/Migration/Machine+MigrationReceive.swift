@@ -1,0 +1,181 @@
+import Foundation
+import GuestMemory
+import Migration
+import Posix
+import VMState
+import X86
+
+extension Machine {
+    /// What `receiveMigration` hands back: the machine, state applied and not
+    /// yet run, and whether the source asked for it to run or stay paused.
+    public struct IncomingVM {
+        public let machine: Machine
+        public let startPaused: Bool
+        public let iterations: Int
+    }
+
+    /// The destination side of a migration: checks the source's version and
+    /// config (refusing clearly, before any memory is sent), builds the machine,
+    /// fills its RAM from the memory runs, applies the state, answers `ready`
+    /// and waits for `commit`. Every field of the stream is checked; anything
+    /// wrong, an `abandon` or a cut connection is an error, and no vCPU has run.
+    /// After this returns the caller runs the machine and sends `running`
+    /// (`confirmRunning`).
+    public static func receiveMigration(over stream: ByteStream,
+                                        output: @escaping (UInt8) -> Void = Machine.writeToStdout) throws -> IncomingVM {
+        var machine: Machine?
+        do {
+            return try receive(stream, output: output, built: &machine)
+        } catch let error as MigrationError where error.kind == .refused {
+            try? MigrationFrame.write(.refused, payload: MigrationFrame.text(error.message), to: stream)
+            try? stream.flush()
+            throw error
+        } catch let error as MigrationError {
+            throw error
+        } catch ByteStreamError.endOfStream {
+            throw MigrationError(.connection, "the source closed the connection before commit; the VM was not started here")
+        } catch {
+            // Malformed state and the like: tell the source, which keeps its VM.
+            try? MigrationFrame.write(.refused, payload: MigrationFrame.text("\(error)"), to: stream)
+            try? stream.flush()
+            throw MigrationError(.failed, "\(error)")
+        }
+    }
+
+    private static func receive(_ stream: ByteStream, output: @escaping (UInt8) -> Void,
+                                built: inout Machine?) throws -> IncomingVM {
+        // start
+        let startHeader = try MigrationFrame.readHeader(from: stream)
+        guard startHeader.kind == .start else {
+            throw MigrationError(.malformed, "the stream begins with \(startHeader.kind), not start")
+        }
+        _ = try MigrationVersion.check(startPayload: try MigrationFrame.readPayload(startHeader, from: stream))
+        try MigrationFrame.write(.accepted, to: stream)
+        try stream.flush()
+
+        // config: checked against this host; then the machine is built (nothing runs).
+        let configHeader = try next(stream, expecting: [.config])
+        let config = try MigrationConfig.decode(try MigrationFrame.readPayload(configHeader, from: stream))
+        let recorded = config.machine
+        if let device = recorded.devices.first(where: { $0.kind.hasPrefix("virtio-") }) {
+            throw MigrationError(.refused, "the VM has a \(device.kind) device; migrating disks and network cards is not supported yet")
+        }
+        guard recorded.cpuCount <= MachineConfig.maximumCPUs else {
+            throw MigrationError(.refused, "the VM has \(recorded.cpuCount) vCPUs; this Skiff runs at most \(MachineConfig.maximumCPUs)")
+        }
+        do { _ = try checkMemoryMap(recorded) } catch { throw MigrationError(.refused, "\(error)") }
+        let machineConfig = MachineConfig(kernelPath: recorded.kernelPath, initrdPath: recorded.initrdPath,
+                                          commandLine: recorded.commandLine, cpuCount: recorded.cpuCount,
+                                          memorySize: recorded.memorySize)
+        let machine: Machine
+        do {
+            machine = try Machine(building: machineConfig, needsBootFiles: false, output: output)
+        } catch {
+            throw MigrationError(.refused, "cannot build the VM here: \(error)")
+        }
+        built = machine
+        try MigrationHostCheck.check(config, offered: try machine.vcpuThreads[0].vcpu.cpuid(),
+                                     hostVendor: MigrationHostCheck.vendor(of: try machine.kvm.supportedCPUID()),
+                                     xsaveSize: machine.vm.xsaveSize)
+        try MigrationFrame.write(.accepted, to: stream)
+        try stream.flush()
+
+        // memory rounds, then state
+        var receiver = MemoryReceiver(memory: machine.memory)
+        var iterations = 0
+        while true {
+            let header = try next(stream, expecting: [.memory, .iterationEnd, .state])
+            switch header.kind {
+            case .memory:
+                try receiver.receive(header, from: stream)
+            case .iterationEnd:
+                _ = try MigrationFrame.readPayload(header, from: stream)
+                iterations += 1
+            default:
+                let bytes = try MigrationFrame.readPayload(header, from: stream)
+                let received = ContinuousClock.now
+                let state = try MachineState.decodeStateFile(bytes, name: "the migration state")
+                let decoded = ContinuousClock.now
+                try state.checkConsistency(with: recorded)
+                guard state.devices.virtio.isEmpty else {
+                    throw MigrationError(.refused, "the state has virtio device state; not supported yet")
+                }
+                _ = try machine.restore(state, clock: .frozen)
+                try MigrationFrame.write(.ready, to: stream)
+                try stream.flush()
+                let now = ContinuousClock.now
+                machine.log.info("migration state decoded in \(milliseconds(decoded - received)), applied in \(milliseconds(now - decoded))")
+                let commit = try next(stream, expecting: [.commit])
+                let flag = try MigrationFrame.readPayload(commit, from: stream)
+                guard flag.count == 1, flag[0] <= 1 else { throw MigrationError(.malformed, "commit with a bad run flag") }
+                return IncomingVM(machine: machine, startPaused: flag[0] == 0, iterations: iterations)
+            }
+        }
+    }
+
+    /// The next header, which must be one of `kinds`; an `abandon` ends the migration.
+    private static func next(_ stream: ByteStream, expecting kinds: [MigrationFrame.Kind]) throws -> MigrationFrame.Header {
+        let header = try MigrationFrame.readHeader(from: stream)
+        if header.kind == .abandon {
+            let why = MigrationFrame.decodeText(try MigrationFrame.readPayload(header, from: stream))
+            throw MigrationError(.abandoned, "the source abandoned the migration: \(why)")
+        }
+        guard kinds.contains(header.kind) else {
+            throw MigrationError(.malformed, "unexpected \(header.kind) message (expected "
+                + kinds.map { "\($0)" }.joined(separator: " or ") + ")")
+        }
+        return header
+    }
+
+    /// Tells the source the VM runs here (call once the vCPUs run). If that
+    /// cannot be said, the source will resume its copy: this one must stop.
+    public static func confirmRunning(_ machine: Machine, over stream: ByteStream) {
+        do {
+            try MigrationFrame.write(.running, to: stream)
+            try stream.flush()
+        } catch {
+            machine.stop(.failed("could not confirm the migration to the source (\(error)); the source keeps the VM"))
+        }
+    }
+}
+
+/// Writes received memory runs into guest RAM, after checking each lies in RAM.
+struct MemoryReceiver {
+    let memory: GuestMemory
+    /// Pages that got data: a later zero marker must clear them; others are zero already.
+    private let received: PageBitmap
+
+    init(memory: GuestMemory) {
+        self.memory = memory
+        received = PageBitmap(pages: Int(memory.totalSize / 4096))
+    }
+
+    mutating func receive(_ header: MigrationFrame.Header, from stream: ByteStream) throws {
+        var runBytes = [UInt8](repeating: 0, count: MemoryRun.headerSize)
+        guard header.length >= UInt64(MemoryRun.headerSize) else {
+            throw MigrationError(.malformed, "memory message of \(header.length) bytes, shorter than its run header")
+        }
+        try runBytes.withUnsafeMutableBytes { try stream.read(into: $0) }
+        let run = try MemoryRun.parse(runBytes, frameLength: header.length)
+        let address = GuestAddress(run.guestAddress)
+        guard let region = memory.region(containing: address),
+              run.byteCount <= region.size - (run.guestAddress - region.start.rawValue) else {
+            throw MigrationError(.malformed, "memory run at 0x\(String(run.guestAddress, radix: 16)) of \(run.pages) pages "
+                + "is not inside guest RAM")
+        }
+        let offset = run.guestAddress - region.start.rawValue
+        let firstPage = Int((region.fileOffset + offset) / 4096)
+        // SAFETY: offset + byteCount <= region.size, checked above.
+        let target = UnsafeMutableRawBufferPointer(start: region.hostAddress + Int(offset), count: Int(run.byteCount))
+        switch run.encoding {
+        case .data:
+            try stream.read(into: target)
+            received.mark(first: firstPage, count: Int(run.pages))
+        case .zero:
+            // Only pages that got data need clearing; writing the others would allocate them.
+            for p in 0..<Int(run.pages) where received.isSet(firstPage + p) {
+                UnsafeMutableRawBufferPointer(rebasing: target[(p * 4096)..<((p + 1) * 4096)]).initializeMemory(as: UInt8.self, repeating: 0)
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+import Foundation
+import KVM
+import Migration
+import Posix
+import VMState
+
+extension Machine {
+    /// Sends this running VM to a destination (`skiff run --incoming`) over
+    /// `stream`, pre-copy: config (checked by the destination before any memory),
+    /// all of RAM, then the pages dirtied meanwhile, round after round, until the
+    /// rest fits in `options.downtimeLimit` at the measured rate (throttling the
+    /// vCPUs if the guest dirties faster than that); then pause, the last pages
+    /// and the machine state, and commit.
+    ///
+    /// On success the destination has confirmed that the VM runs there, and this
+    /// machine stops with `.migrated`. On any failure before that, the VM runs on
+    /// here as before (resumed if it was paused for the switch-over) and the
+    /// error says why; the destination is told to abandon when it can still hear.
+    public func sendMigration(over stream: ByteStream, options: MigrationOptions = MigrationOptions(),
+                              progress: @escaping (MigrationProgress) -> Void = { _ in }) throws -> MigrationSummary {
+        let start = ContinuousClock.now
+        guard virtio.transports.isEmpty else {
+            throw MigrationError(.refused, "cannot migrate a VM with virtio disks or network cards yet "
+                + "(this one has \(config.disks.count) disk(s) and \(config.networks.count) network card(s))")
+        }
+        let wasRunning: Bool = try lock.withLock {
+            let state = lifecycle.state
+            try lifecycle.move(to: .migrating)
+            return state == .running
+        }
+        let tracker = DirtyPageTracker(vm: vm, memory: memory)
+        let throttle = VCPUThrottle(gate: gate, kick: { [vcpuThreads] in for t in vcpuThreads { t.kick() } })
+        var paused = false
+        do {
+            let summary = try precopy(stream, options: options, tracker: tracker, throttle: throttle, start: start,
+                                      wasRunning: wasRunning, progress: progress, paused: &paused)
+            stop(.migrated)
+            log.info("\(summary.text)")
+            return summary
+        } catch {
+            throttle.stop()
+            tracker.stop()
+            // Heard only before commit (after it the destination reads nothing more).
+            try? MigrationFrame.write(.abandon, payload: MigrationFrame.text("the source gave up: \(error)"), to: stream)
+            try? stream.flush()
+            stream.close()
+            // The VM stays here: back to how it was before the migration.
+            if paused && wasRunning {
+                try? resume()
+            } else {
+                lock.withLock { _ = try? lifecycle.move(to: wasRunning ? .running : .paused) }
+            }
+            log.error("migration failed, the VM runs on here: \(error)")
+            throw error
+        }
+    }
+
+    private func precopy(_ stream: ByteStream, options: MigrationOptions, tracker: DirtyPageTracker,
+                         throttle: VCPUThrottle, start: ContinuousClock.Instant, wasRunning: Bool,
+                         progress: (MigrationProgress) -> Void, paused: inout Bool) throws
+        -> MigrationSummary {
+        // Handshake: the destination checks version and config before any memory.
+        try MigrationFrame.write(.start, payload: MigrationVersion.startPayload(), to: stream)
+        try stream.flush()
+        try expect(.accepted, from: stream, after: "start")
+        try MigrationFrame.write(.config, payload: try migrationConfig().encoded(), to: stream)
+        try stream.flush()
+        try expect(.accepted, from: stream, after: "config")
+
+        try tracker.start(log: log)
+        var sender = MemorySender(memory: memory, stream: stream)
+        var report = MigrationProgress()
+        var iteration = 0
+        var sendTime: Duration = .zero
+        var previousDirty = UInt64.max
+        var converged = false
+        var maxThrottle = 0
+
+        func round(_ body: (inout MemorySender) throws -> Void) throws {
+            let t0 = ContinuousClock.now
+            try body(&sender)
+            try MigrationFrame.write(.iterationEnd, payload: withUnsafeBytes(of: UInt64(iteration).littleEndian, Array.init),
+                                     to: stream)
+            try stream.flush()
+            sendTime += ContinuousClock.now - t0
+            iteration += 1
+        }
+        try round { try $0.sendAll() }
+
+        var pending = try tracker.harvest(final: false)
+        while true {
+            let dirty = UInt64(DirtyPageTracker.count(pending)) * 4096
+            // Below 4 MiB sent the rate is mostly start-up noise: assume 100 MiB/s, a floor.
+            let seconds = Double(sendTime.components.seconds) + Double(sendTime.components.attoseconds) / 1e18
+            let rate = sender.bytesSent >= 4 << 20 && seconds > 0 ? Double(sender.bytesSent) / seconds : 100 * 1048576
+            let expected = Duration.nanoseconds(Int64(Double(dirty) / rate * 1e9))
+            report = MigrationProgress()
+            report.iteration = iteration
+            report.bytesSent = sender.bytesSent
+            report.rate = rate
+            report.dirtyBytes = dirty
+            report.expectedDowntime = expected
+            report.throttlePercent = throttle.share
+            progress(report)
+            if expected <= options.downtimeLimit { converged = true; break }
+            if iteration >= options.maxIterations || ContinuousClock.now - start >= options.maxPrecopyTime { break }
+            // Not shrinking by half a round: the guest dirties about as fast as the link sends.
+            if options.autoConverge, iteration >= 2, dirty * 2 > previousDirty {
+                throttle.raise()
+                maxThrottle = throttle.share
+            }
+            previousDirty = dirty
+            try round { try $0.send(bitmap: pending) }
+            pending = try tracker.harvest(final: false)
+        }
+
+        // Switch-over: the guest stops here and the downtime starts. What can be
+        // had before (the MSR list) is fetched before.
+        let msrIndices = try kvm.msrIndexList()
+        throttle.stop()
+        let pauseStart = ContinuousClock.now
+        if wasRunning {
+            try pause()
+        } else {
+            lock.withLock { _ = try? lifecycle.move(to: .paused) }
+        }
+        paused = true
+        let pausedAt = ContinuousClock.now
+        let last = try tracker.harvest(final: true)
+        for i in pending.indices { pending[i] |= last[i] }
+        let finalPages = DirtyPageTracker.count(pending)
+        try round { try $0.send(bitmap: pending) }
+        let memorySent = ContinuousClock.now
+        // Logging stays on: turning it off costs a memslot update inside the downtime,
+        // and a source that migrated is torn down anyway (a failure turns it off).
+        let kvmState = try vm.saveKVMState(vcpus: vcpuThreads.map(\.vcpu), msrIndices: msrIndices)
+        let state = MachineState(vcpus: kvmState.vcpus, platform: kvmState.platform,
+                                 devices: DeviceStates(serial: serial.snapshot(), virtio: []))
+        let stateRead = ContinuousClock.now
+        let stateBytes = try state.encodedStateFile()
+        let stateSaved = ContinuousClock.now
+        try MigrationFrame.write(.state, payload: stateBytes, to: stream)
+        try stream.flush()
+        try expect(.ready, from: stream, after: "state")
+        let ready = ContinuousClock.now
+        // From here the destination may run the guest; it says so before we stop.
+        try MigrationFrame.write(.commit, payload: [wasRunning ? 1 : 0], to: stream)
+        try stream.flush()
+        try expect(.running, from: stream, after: "commit")
+        let end = ContinuousClock.now
+        let breakdown = "migration switch-over: paused in \(Self.milliseconds(pausedAt - pauseStart)), last \(finalPages) page(s) "
+            + "sent in \(Self.milliseconds(memorySent - pausedAt)), state read in \(Self.milliseconds(stateRead - memorySent)) and "
+            + "encoded (\(stateBytes.count) bytes) in \(Self.milliseconds(stateSaved - stateRead)), destination ready after \(Self.milliseconds(ready - stateSaved)), "
+            + "running after \(Self.milliseconds(end - ready)); dirty log: \(tracker.manualProtect ? "KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG (manual protect)" : "KVM_GET_DIRTY_LOG")"
+        log.info("\(breakdown)")
+        return MigrationSummary(total: end - start, downtime: end - pauseStart,
+                                bytesSent: sender.bytesSent + UInt64(stateBytes.count), iterations: iteration,
+                                converged: converged, throttlePercent: maxThrottle,
+                                dirtyLog: tracker.manualProtect ? "KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG" : "KVM_GET_DIRTY_LOG")
+    }
+
+    /// Reads the destination's answer: `kind`, or its refusal as an error.
+    private func expect(_ kind: MigrationFrame.Kind, from stream: ByteStream, after step: String) throws {
+        let header: MigrationFrame.Header
+        do {
+            header = try MigrationFrame.readHeader(from: stream)
+        } catch ByteStreamError.endOfStream {
+            throw MigrationError(.connection, "the destination closed the connection after \(step)")
+        }
+        if header.kind == .refused {
+            let why = MigrationFrame.decodeText(try MigrationFrame.readPayload(header, from: stream))
+            throw MigrationError(.refused, "the destination refused: \(why)")
+        }
+        guard header.kind == kind else {
+            throw MigrationError(.malformed, "the destination answered \(header.kind) to \(step), expected \(kind)")
+        }
+        _ = try MigrationFrame.readPayload(header, from: stream)
+    }
+
+    /// The config message: the machine and the host facts the guest depends on.
+    func migrationConfig() throws -> MigrationConfig {
+        let cpuid = try vcpuThreads[0].vcpu.cpuid().map { VCPUState.CPUIDEntry($0) }
+        return MigrationConfig(skiffVersion: Self.skiffVersion, machine: snapshotConfig(virtio: []),
+                               cpuVendor: MigrationHostCheck.vendor(of: try kvm.supportedCPUID()),
+                               guestCPUID: cpuid, xsaveSize: vm.xsaveSize, tscKHz: try? vcpuThreads[0].vcpu.tscKHz())
+    }
+}

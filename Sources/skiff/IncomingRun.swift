@@ -1,0 +1,45 @@
+import ArgumentParser
+import Logging
+import Migration
+import Posix
+import VMM
+
+/// `skiff run --incoming tcp:ADDR:PORT`: listen, take one migrating VM, and
+/// hand it back built, state applied, not yet run. Any failure (refusal,
+/// malformed stream, the source gone) is an error here: nothing ran.
+struct IncomingRun {
+    var address: String
+    var keyPath: String?
+    var insecure: Bool
+    /// Boot options given along with --incoming, which the stream replaces.
+    var conflicting: [String]
+
+    struct Received {
+        var vm: Machine.IncomingVM
+        /// Kept open: `running` is sent on it once the vCPUs run.
+        var stream: ByteStream
+    }
+
+    func receive() throws -> Received {
+        if let first = conflicting.first {
+            throw ValidationError("\(first) cannot be used with --incoming: the VM's config arrives with it")
+        }
+        return try Self.receive(address: address, keyPath: keyPath, insecure: insecure)
+    }
+
+    /// Listens on `address`, takes one VM, and returns it built and not yet run.
+    static func receive(address: String, keyPath: String?, insecure: Bool) throws -> Received {
+        let security = try MigrationTransport.wrapCheck(try MigrationSecurity.from(keyPath: keyPath, insecure: insecure))
+        let endpoint = try MigrationEndpoint(parsing: address)
+        let log = Logger(label: "skiff.migration")
+        let listener = try TCPListener(endpoint)
+        if security == .insecure {
+            log.warning("--insecure-migration: the VM's memory crosses the network unencrypted and unauthenticated")
+        }
+        log.info("waiting for an incoming VM on \(endpoint) (port \(listener.port))")
+        let stream = try MigrationTransport.accept(listener, security: security)
+        let vm = try Machine.receiveMigration(over: stream)
+        log.info("received a VM in \(vm.iterations) memory round(s); starting it")
+        return Received(vm: vm, stream: stream)
+    }
+}

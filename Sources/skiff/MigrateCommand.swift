@@ -1,0 +1,104 @@
+import API
+import ArgumentParser
+import Foundation
+import Migration
+
+/// `skiff migrate --api-socket PATH (--migration-key FILE | --insecure-migration) tcp:HOST:PORT`:
+/// `vm.send-migration` to the skiff serving the socket, a progress line on stderr
+/// while it runs (from `vm.info`'s migration counters), and the summary at the end.
+struct MigrateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate", abstract: "Live-migrate the VM to a `skiff run --incoming` on another host.",
+        discussion: """
+        Pre-copies the VM's memory while it runs, then stops it for the last pages and its state, \
+        and exits 0 once the destination runs it (the source skiff then exits 0, "migrated"). \
+        If anything fails before that, the VM runs on at the source and this exits non-zero.
+
+        Example:
+          skiff run --incoming tcp:0.0.0.0:6000 --insecure-migration       # on host B
+          skiff migrate --api-socket /tmp/vm.sock --insecure-migration tcp:hostB:6000
+        """)
+
+    @OptionGroup var options: APIClientOptions
+
+    @Option(help: ArgumentHelp("The migration key file, the same on both hosts.", valueName: "path"))
+    var migrationKey: String?
+
+    @Flag(help: "Plain, unauthenticated TCP instead of a key (for comparisons).")
+    var insecureMigration = false
+
+    @Option(help: ArgumentHelp("The longest the guest may be stopped for the switch-over, in milliseconds.",
+                               valueName: "ms"))
+    var downtimeLimit: UInt64?
+
+    @Argument(help: ArgumentHelp("Where `skiff run --incoming` listens.", valueName: "tcp:host:port"))
+    var destination: String
+
+    func run() throws {
+        do {
+            _ = try MigrationEndpoint(parsing: destination)
+            _ = try MigrationTransport.wrapCheck(try MigrationSecurity.from(keyPath: migrationKey, insecure: insecureMigration))
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        if insecureMigration {
+            printError("skiff: warning: --insecure-migration: the VM's memory crosses the network unencrypted and unauthenticated")
+        }
+        let key = migrationKey.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        let request = SendMigrationRequest(destinationURL: destination, migrationKey: key,
+                                           insecureMigration: insecureMigration ? true : nil, downtimeLimitMs: downtimeLimit)
+        let body = try JSONEncoder().encode(request)
+        let client = APIClient(path: options.apiSocket, timeout: max(options.timeout, 600))
+        let done = DispatchSemaphore(value: 0)
+        let outcome = OutcomeBox()
+        Thread.detachNewThread {
+            do {
+                outcome.set(.success(try client.send(method: .PUT, target: "/api/v1/vm.send-migration", body: body)))
+            } catch {
+                outcome.set(.failure(error))
+            }
+            done.signal()
+        }
+        let poller = APIClient(path: options.apiSocket, timeout: 5)
+        var lastLine = ""
+        while done.wait(timeout: .now() + 0.1) == .timedOut {
+            guard let counters = try? poller.info().counters, let iteration = counters["migration_iteration"],
+                  counters["migration_bytes"] ?? 0 > 0 else { continue }
+            let line = Self.progressLine(iteration: iteration, counters: counters)
+            if line != lastLine { printError(line); lastLine = line }
+        }
+        let response: APIClient.Response
+        switch outcome.value! {
+        case .success(let r): response = r
+        case .failure(let e): throw APICommandError(description: "\(e)")
+        }
+        guard response.status == 200 else {
+            let message = (try? JSONDecoder().decode([String: String].self, from: response.body))?["error"]
+                ?? "the server answered \(response.status)"
+            throw APICommandError(description: "cannot migrate: \(message)")
+        }
+        let result = try JSONDecoder().decode(MigrationResult.self, from: response.body)
+        print(String(format: "migrated: total %.1f ms, downtime %.1f ms, %llu bytes, %d iteration(s)%@%@",
+                     result.totalMs, result.downtimeMs, result.bytes, result.iterations,
+                     result.converged ? "" : ", did not converge within the bounds (switched over anyway)",
+                     result.throttlePercent > 0 ? ", vCPUs throttled up to \(result.throttlePercent)%" : ""))
+    }
+
+    static func progressLine(iteration: UInt64, counters: [String: UInt64]) -> String {
+        let mib = { (b: UInt64) in String(format: "%.1f MiB", Double(b) / 1048576) }
+        let rate = Double(counters["migration_rate_bytes_per_s"] ?? 0) / 1048576
+        let expected = Double(counters["migration_expected_downtime_us"] ?? 0) / 1000
+        let throttle = counters["migration_throttle_percent"].map { $0 > 0 ? ", throttle \($0)%" : "" } ?? ""
+        return String(format: "migrate: iteration %llu, %@ sent, %.0f MiB/s, %@ dirty, expected downtime %.2f ms%@",
+                      iteration, mib(counters["migration_bytes"] ?? 0), rate, mib(counters["migration_dirty_bytes"] ?? 0),
+                      expected, throttle)
+    }
+}
+
+/// The PUT's outcome, handed from its thread to the main one.
+private final class OutcomeBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Result<APIClient.Response, Error>?
+    var value: Result<APIClient.Response, Error>? { lock.withLock { stored } }
+    func set(_ r: Result<APIClient.Response, Error>) { lock.withLock { stored = r } }
+}
