@@ -6,7 +6,7 @@ import Testing
 /// checked to be zeros before it is written, `blk: log N` once acknowledged,
 /// everything read back at the end). See docs/snapshot.md, "Disks".
 @Suite(.enabled(if: Host.kvmUsable, "needs read/write access to /dev/kvm"),
-       .enabled(if: Shell.has("curl") && Shell.has("qemu-img"), "needs curl and qemu-img"),
+       .enabled(if: Shell.has("curl") && Shell.has("qemu-img") && Shell.has("qemu-io"), "needs curl, qemu-img and qemu-io"),
        .serialized)
 struct SnapshotDiskTests {
     static let writes = 3000
