@@ -1,7 +1,7 @@
 /// `vm.info`'s `snapshot` object: how far the snapshot being written (or the
 /// last one) has got, so a client can show progress for a large guest.
 public struct SnapshotProgressInfo: Codable, Sendable, Equatable {
-    /// "memory", "disks", "state", then "done" or "failed".
+    /// "disks", "memory", "state", then "done" or "failed".
     public var phase: String
     /// Guest RAM size, and how much of it has been looked at and written (non-zero pages).
     public var memoryBytes: UInt64

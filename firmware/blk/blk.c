@@ -101,6 +101,10 @@ void blk_submit(struct blk *b, unsigned slot, uint32_t type, uint64_t sector,
 	vq_push(&b->q, first);
 }
 
+/* Request timeout, blk.timeout= (ms): snapshot tests raise it, since the TSC
+ * a restored guest reads may have advanced by the time the snapshot was stored. */
+static uint64_t timeout_ms = 10000;
+
 /* Synchronous request on slot 0: returns the status byte, or -1 on timeout. */
 static int blk_sync(struct blk *b, uint32_t type, uint64_t sector, void *buf, uint32_t len,
 		    unsigned nseg, int device_writes)
@@ -110,7 +114,7 @@ static int blk_sync(struct blk *b, uint32_t type, uint64_t sector, void *buf, ui
 	blk_submit(b, 0, type, sector, buf, len, nseg, device_writes);
 	vq_kick(&b->q);
 	uint32_t id, ulen;
-	if (!vq_wait(&b->q, &id, &ulen, 10000)) {
+	if (!vq_wait(&b->q, &id, &ulen, timeout_ms)) {
 		b->timed_out = 1;
 		printf("blk: FAIL request type %u sector %lu timed out (device status 0x%x)\n",
 		       type, sector, vread(b->d, VMMIO_STATUS));
@@ -508,6 +512,7 @@ int main(void)
 	int verbose = cmdline_has("blk.verbose") || cmdline_has("fw.debug");
 	int n = virtio_find(devs, VIRTIO_MAX_DEVICES, verbose);
 	seed = cmdline_u64("blk.seed", 0);
+	timeout_ms = cmdline_u64("blk.timeout", 10000);
 	size_t mlen = 0, blen = 0;
 	const char *mode = cmdline_get("blk.mode", &mlen);
 	const char *bench = cmdline_get("blk.bench", &blen);

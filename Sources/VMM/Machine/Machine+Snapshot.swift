@@ -112,17 +112,20 @@ extension Machine {
     }
 
     private func write(_ writer: SnapshotWriter, timing: inout SnapshotTiming, progress: SnapshotProgress) throws {
+        // Disks first: their flush is the last thing that may touch guest memory
+        // (a completion the pause's drain left would land in RAM before it is saved).
+        progress.enter(.disks)
+        let disksStart = ContinuousClock.now
+        let frozen = try freezeVirtioDevices(into: writer.directory)
+        timing.diskBytesCopied = frozen.bytes
+        progress.disks(copied: frozen.bytes)
         let memoryStart = ContinuousClock.now
+        timing.disks = memoryStart - disksStart
+
+        progress.enter(.memory)
         timing.memoryBytesWritten = try SparseMemoryFile.write(memory, to: writer.memoryFileURL, progress: progress)
         let stateStart = ContinuousClock.now
         timing.memory = stateStart - memoryStart
-
-        progress.enter(.disks)
-        let frozen = try freezeVirtioDevices(into: writer.directory)
-        let disksDone = ContinuousClock.now
-        timing.disks = disksDone - stateStart
-        timing.diskBytesCopied = frozen.bytes
-        progress.disks(copied: frozen.bytes)
         progress.enter(.state)
 
         let kvmState = try vm.saveKVMState(vcpus: vcpuThreads.map(\.vcpu), msrIndices: try kvm.msrIndexList())
@@ -131,7 +134,7 @@ extension Machine {
         // little; the state file, which is small, is checksummed.
         try writer.finish(state: state, machine: snapshotConfig(virtio: frozen.devices), skiffVersion: Self.skiffVersion,
                           checksumMemory: false)
-        timing.state = ContinuousClock.now - disksDone
+        timing.state = ContinuousClock.now - stateStart
     }
 
     /// The machine config as the manifest records it.

@@ -5,7 +5,7 @@ import Foundation
 /// guest. One per snapshot; the machine keeps the last.
 public final class SnapshotProgress: @unchecked Sendable {
     // @unchecked: every field is read and written under `lock`.
-    public enum Phase: String, Sendable { case memory, disks, state, done, failed }
+    public enum Phase: String, Sendable { case disks, memory, state, done, failed }
 
     public struct Report: Sendable, Equatable {
         public var phase: Phase
@@ -22,7 +22,7 @@ public final class SnapshotProgress: @unchecked Sendable {
     private var finished: ContinuousClock.Instant?
 
     init(memoryBytes: UInt64) {
-        report = Report(phase: .memory, memoryBytes: memoryBytes, memoryBytesScanned: 0, memoryBytesWritten: 0,
+        report = Report(phase: .disks, memoryBytes: memoryBytes, memoryBytesScanned: 0, memoryBytesWritten: 0,
                         diskBytesCopied: 0, elapsed: .zero)
     }
 
