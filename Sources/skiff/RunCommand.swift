@@ -43,7 +43,7 @@ struct RunCommand: ParsableCommand {
                                valueName: "spec"))
     var networks: [String] = []
 
-    @Option(help: ArgumentHelp("Serve the control API (HTTP/JSON, Cloud Hypervisor's endpoints under /api/v1/) on this unix socket: created mode 0600, refused if another skiff serves it, removed on exit. Without --kernel or --restore, wait for vm.restore.",
+    @Option(help: ArgumentHelp("Serve the control API (HTTP/JSON, Cloud Hypervisor's endpoints under /api/v1/) on this unix socket: created mode 0600, refused if another skiff serves it, removed on exit. Without --kernel, --restore or --incoming, wait for vm.restore or vm.receive-migration.",
                                valueName: "path"))
     var apiSocket: String?
 
@@ -173,6 +173,7 @@ struct RunCommand: ParsableCommand {
     /// Prints why the guest ended when that is an error; returns the exit status.
     static func report(_ exit: MachineExit) -> Int32 {
         switch exit {
+        case .migrated: printError("skiff: \(exit.summary)")
         case .crashed: printError("skiff: \(exit.summary)")
         case .failed: printError("skiff: error: \(exit.summary)")
         default: break
