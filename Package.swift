@@ -2,8 +2,8 @@
 import PackageDescription
 
 // Layers, lowest first; a target only imports targets above it in this list.
-//   CKVM, CAIO (C shims), Posix → Events, KVM, GuestMemory → X86, Devices, Storage,
-//   Network → Virtio → VMState → VMM → skiff;  API (control plane, no VM imports) → skiff
+//   CKVM, CAIO, CSeccomp (C shims), Posix → Events, KVM, GuestMemory, Seccomp → X86, Devices,
+//   Storage, Network → Virtio → VMState → VMM → skiff;  API (control plane, no VM imports) → skiff
 let package = Package(
     name: "Skiff",
     platforms: [.macOS(.v13)],
@@ -22,6 +22,9 @@ let package = Package(
         .target(name: "CKVM"),
         // libaio loaded at run time (dlopen), so a host without it falls back to synchronous I/O.
         .target(name: "CAIO", linkerSettings: [.linkedLibrary("dl")]),
+        // libseccomp, linked (Debian's libseccomp-dev): a security feature must not
+        // silently disappear on a host without it, so the build needs it.
+        .target(name: "CSeccomp", linkerSettings: [.linkedLibrary("seccomp")]),
 
         // errno-carrying errors, the EINTR-retry wrapper, EventFD.
         .target(name: "Posix", dependencies: ["CKVM"]),
@@ -29,6 +32,8 @@ let package = Package(
         .target(name: "Events", dependencies: ["CKVM", "Posix"]),
 
         .target(name: "KVM", dependencies: ["CKVM", "Posix"]),
+        // Per-thread-role system call filters (`--seccomp`); see docs/security.md.
+        .target(name: "Seccomp", dependencies: ["CSeccomp", "CKVM"]),
         .target(name: "GuestMemory", dependencies: ["CKVM"]),
         .target(name: "X86", dependencies: ["GuestMemory"]),
         .target(name: "Devices", dependencies: ["CKVM", "Posix"]),
@@ -46,10 +51,10 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
-        .target(name: "VMM", dependencies: ["Posix", "Events", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState",
+        .target(name: "VMM", dependencies: ["Posix", "Events", "Seccomp", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState",
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "skiff", dependencies: [
-            "VMM", "VMState", "Storage", "Virtio", "API",
+            "VMM", "VMState", "Storage", "Virtio", "API", "Seccomp",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -60,6 +65,7 @@ let package = Package(
         .executableTarget(name: "skiff-api-bench", dependencies: ["API"], path: "Benchmarks/APIBench"),
 
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
+        .testTarget(name: "SeccompTests", dependencies: ["Seccomp"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "X86Tests", dependencies: ["X86", "GuestMemory"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
