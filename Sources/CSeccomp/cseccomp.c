@@ -12,6 +12,10 @@ int cseccomp_allow(scmp_filter_ctx ctx, int nr) {
     return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
 }
 
+int cseccomp_refuse(scmp_filter_ctx ctx, int nr, int error) {
+    return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(error), nr, 0);
+}
+
 int cseccomp_allow_ioctl(scmp_filter_ctx ctx, uint32_t request) {
     return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
                             SCMP_A1(SCMP_CMP_MASKED_EQ, 0xFFFFFFFFu, request));

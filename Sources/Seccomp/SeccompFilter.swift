@@ -62,6 +62,13 @@ public enum SeccompFilter {
                 }
                 try check(cseccomp_allow(ctx, nr), "seccomp: allowing \(name)")
             }
+            for name in allowList.refused {
+                let nr = seccomp_syscall_resolve_name(name)
+                guard nr != __NR_SCMP_ERROR else {
+                    throw SeccompError("seccomp: unknown system call \(name) in the \(role) list")
+                }
+                try check(cseccomp_refuse(ctx, nr, EACCES), "seccomp: refusing \(name)")
+            }
             for request in allowList.ioctls {
                 try check(cseccomp_allow_ioctl(ctx, request), "seccomp: allowing ioctl 0x\(String(request, radix: 16))")
             }

@@ -6,7 +6,7 @@ import Glibc
 
 /// `skiff seccomp-self-test --role ROLE`: a hidden command for the test suite. It
 /// loads ROLE's filter on this thread, proves an allowed call still works, then
-/// makes a call no role but the baseline allows (socket(2)), which must end the
+/// makes a call no filter allows (socket(2): the API socket is bound before any filter), which must end the
 /// process with "skiff: seccomp: thread ROLE made forbidden system call socket (41)"
 /// and status 159. A guest cannot make the VMM issue a system call of its choosing,
 /// so this is how a test sees the filter bite.

@@ -14,7 +14,7 @@ final class SeccompAllowListTests: XCTestCase {
 
     func testNarrowRolesCannotOpenSocketsOrRunPrograms() {
         let never = ["socket", "connect", "bind", "listen", "execve", "execveat", "ptrace", "fork", "vfork",
-                     "clone", "clone3", "mount", "setuid", "init_module", "process_vm_writev", "kill"]
+                     "mount", "setuid", "init_module", "process_vm_writev", "kill"]
         for role in [SeccompRole.vcpu, .events, .main, .api] {
             let calls = Set(SeccompAllowList.forRole(role).systemCalls)
             for name in never {
@@ -23,9 +23,18 @@ final class SeccompAllowListTests: XCTestCase {
         }
     }
 
+    func testOnlyTheAPIThreadMayStartThreads() {
+        // libdispatch's workers for the control work are started from the API's thread.
+        for role in [SeccompRole.vcpu, .events, .main] {
+            let calls = Set(SeccompAllowList.forRole(role).systemCalls)
+            XCTAssertFalse(calls.contains("clone") || calls.contains("clone3"), "\(role) may start threads")
+            XCTAssertTrue(SeccompAllowList.forRole(role).refused.contains("openat"), "\(role) may open files")
+        }
+    }
+
     func testBaselineForbidsExecAndPtrace() {
         let calls = Set(SeccompAllowList.forRole(.process).systemCalls)
-        for name in ["execve", "execveat", "ptrace", "mount", "init_module", "setuid", "process_vm_writev"] {
+        for name in ["socket", "connect", "execve", "execveat", "ptrace", "mount", "init_module", "setuid", "process_vm_writev"] {
             XCTAssertFalse(calls.contains(name), "baseline allows \(name)")
         }
     }
@@ -34,6 +43,7 @@ final class SeccompAllowListTests: XCTestCase {
         let list = SeccompAllowList.forRole(.vcpu)
         XCTAssertFalse(list.systemCalls.contains("ioctl"), "ioctl must be allowed only per request number")
         XCTAssertEqual(list.ioctls.count, 4)  // KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, TCGETS
+        XCTAssertEqual(list.ioctlsOnDescriptor.count, 1)  // TCSETS on stdin (terminal restore)
     }
 
     func testUnknownNameIsRefused() {

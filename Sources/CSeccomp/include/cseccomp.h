@@ -11,6 +11,8 @@
 
 /// Allows system call `nr` unconditionally. Returns 0 or -errno.
 int cseccomp_allow(scmp_filter_ctx ctx, int nr);
+/// Makes system call `nr` fail with `error` instead of ending the process.
+int cseccomp_refuse(scmp_filter_ctx ctx, int nr, int error);
 /// Allows ioctl(any fd, request) for one request number (its low 32 bits are
 /// compared: the kernel's ioctl takes an unsigned int command). Returns 0 or -errno.
 int cseccomp_allow_ioctl(scmp_filter_ctx ctx, uint32_t request);
