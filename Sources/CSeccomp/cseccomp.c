@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 int cseccomp_allow(scmp_filter_ctx ctx, int nr) {
@@ -44,6 +46,15 @@ static size_t append(char *buffer, size_t used, size_t size, const char *text) {
     return used;
 }
 
+static size_t append_hex(char *buffer, size_t used, size_t size, unsigned long value) {
+    char digits[17];
+    int n = 0;
+    do { digits[n++] = "0123456789abcdef"[value & 0xf]; value >>= 4; } while (value && n < 16);
+    used = append(buffer, used, size, "0x");
+    while (n > 0 && used + 1 < size) buffer[used++] = digits[--n];
+    return used;
+}
+
 static size_t append_number(char *buffer, size_t used, size_t size, long value) {
     char digits[24];
     int n = 0;
@@ -56,7 +67,7 @@ static size_t append_number(char *buffer, size_t used, size_t size, long value) 
 
 // Async-signal-safe: formats into a stack buffer, one write(2), _exit(2).
 static void on_sigsys(int signal, siginfo_t *info, void *context) {
-    (void)signal; (void)context;
+    (void)signal;
     int nr = info->si_syscall;
     char line[256];
     size_t used = 0;
@@ -66,7 +77,15 @@ static void on_sigsys(int signal, siginfo_t *info, void *context) {
     used = append(line, used, sizeof line, (nr >= 0 && nr < NAME_COUNT && names[nr]) ? names[nr] : "?");
     used = append(line, used, sizeof line, " (");
     used = append_number(line, used, sizeof line, nr);
-    used = append(line, used, sizeof line, ")\n");
+    used = append(line, used, sizeof line, ")");
+#if defined(__x86_64__)
+    if (nr == SYS_ioctl && context) {  // which request: the second argument, in rsi
+        const ucontext_t *uc = context;
+        used = append(line, used, sizeof line, " with request ");
+        used = append_hex(line, used, sizeof line, (unsigned long)uc->uc_mcontext.gregs[REG_RSI] & 0xFFFFFFFFul);
+    }
+#endif
+    used = append(line, used, sizeof line, "\n");
     ssize_t ignored = write(STDERR_FILENO, line, used);
     (void)ignored;
     if (before_exit) before_exit();

@@ -65,9 +65,11 @@ public struct SeccompAllowList: Sendable {
         systemCalls: runtime + [
             "read",       // eventfd reads in device callbacks
             "epoll_ctl",  // a driver setting a queue ready (or resetting it) on the MMIO transport
+            "poll",       // the UART's output waiting for room on a non-blocking stdout (EAGAIN)
         ],
         refused: refusedOpen,
-        ioctls: requests([CKVM_RUN, CKVM_GET_REGS, CKVM_GET_SREGS]) + [UInt32(TCGETS)],
+        // TUNSETOFFLOAD: the guest acknowledging virtio-net features sets the TAP's offloads.
+        ioctls: requests([CKVM_RUN, CKVM_GET_REGS, CKVM_GET_SREGS, CKVM_TUNSETOFFLOAD]) + [UInt32(TCGETS)],
         ioctlsOnDescriptor: terminalRestore)
 
     /// Device event loop: epoll, eventfds, virtqueues in guest RAM, disk I/O
@@ -81,7 +83,7 @@ public struct SeccompAllowList: Sendable {
             "fsync", "fdatasync", "fallocate", "ftruncate", "lseek", "fcntl",
         ],
         refused: refusedOpen,
-        ioctls: [UInt32(TCGETS)],
+        ioctls: requests([CKVM_TUNSETOFFLOAD]) + [UInt32(TCGETS)],  // a virtio-net reset puts the offloads back
         ioctlsOnDescriptor: terminalRestore)
 
     /// The API server's NIO thread and the control work it hands to libdispatch

@@ -42,7 +42,7 @@ final class SeccompAllowListTests: XCTestCase {
     func testVCPUMayOnlyRunAndReadRegistersThroughKVM() {
         let list = SeccompAllowList.forRole(.vcpu)
         XCTAssertFalse(list.systemCalls.contains("ioctl"), "ioctl must be allowed only per request number")
-        XCTAssertEqual(list.ioctls.count, 4)  // KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, TCGETS
+        XCTAssertEqual(list.ioctls.count, 5)  // KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, TUNSETOFFLOAD, TCGETS
         XCTAssertEqual(list.ioctlsOnDescriptor.count, 1)  // TCSETS on stdin (terminal restore)
     }
 
