@@ -20,8 +20,10 @@ struct SeccompSelfTest: ParsableCommand {
 
     func run() throws {
         guard let role = SeccompRole(rawValue: role) else { throw ValidationError("unknown role '\(role)'") }
+        let start = ContinuousClock.now
         try SeccompFilter.install(role, mode: .on)
-        let line = "seccomp-self-test: \(role) filter loaded\n"
+        let elapsed = ContinuousClock.now - start
+        let line = "seccomp-self-test: \(role) filter loaded in \(elapsed)\n"
         _ = line.withCString { write(STDOUT_FILENO, $0, strlen($0)) }  // allowed in every role
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)    // allowed in none: the handler ends us here
         printError("seccomp-self-test: socket() returned \(fd): the \(role) filter did not bite")
