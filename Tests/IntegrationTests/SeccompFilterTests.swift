@@ -80,6 +80,29 @@ struct SeccompFilterTests {
         #expect(!vm.errors.text.contains("seccomp"), "stderr: \(vm.errors.text)")
     }
 
+    /// `vm.reboot` builds a whole new VM on the main thread under the baseline, and its
+    /// new threads load their roles on top; snapshot and shutdown then still work.
+    @Test func rebootAndSnapshotWorkUnderTheFilters() throws {
+        let dir = try Shell.temporaryDirectory("seccomp-reboot")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let socket = dir.appendingPathComponent("vm.sock").path
+        let vm = try BackgroundVM(["run", "--kernel", try Firmware.path("count"), "--memory", "64M", "--cpus", "2",
+                                   "--cmdline", "count.every=2000000", "--api-socket", socket])
+        #expect(vm.waitForCounts(2, timeout: 60), "stderr: \(vm.errors.text)")
+        let reboot = try SkiffProcess.run(["reboot", "--api-socket", socket], timeout: 30)
+        #expect(reboot.status == 0, "\(reboot.stderr)")
+        let deadline = Date().addingTimeInterval(60)
+        while vm.output.text.components(separatedBy: "count: start").count < 3 && Date() < deadline { usleep(20_000) }
+        #expect(vm.output.text.components(separatedBy: "count: start").count == 3, "no second boot: \(vm.output.text)")
+        let snapshot = try SkiffProcess.run(["snapshot", "--api-socket", socket, dir.appendingPathComponent("snap").path],
+                                            timeout: 60)
+        #expect(snapshot.status == 0, "\(snapshot.stderr)")
+        let shutdown = try SkiffProcess.run(["shutdown", "--api-socket", socket], timeout: 30)
+        #expect(shutdown.status == 0, "\(shutdown.stderr)")
+        #expect(vm.waitForExit(timeout: 60) == 0, "stderr: \(vm.errors.text)")
+        #expect(!vm.errors.text.contains("seccomp"), "stderr: \(vm.errors.text)")
+    }
+
     @Test func badValueIsRefused() throws {
         let run = try SkiffProcess.run(["run", "--kernel", "/etc/hostname", "--seccomp", "maybe"], timeout: 30)
         #expect(run.status == 2)
