@@ -2,8 +2,8 @@
 import PackageDescription
 
 // Layers, lowest first; a target only imports targets above it in this list.
-//   CKVM, CAIO (C shims), Posix → Events, KVM, GuestMemory → X86, Devices, Storage,
-//   Network → Virtio → VMState → Migration → VMM → skiff;  API (control plane, no VM imports) → skiff;
+//   CKVM, CAIO, CSeccomp (C shims), Posix → Events, KVM, GuestMemory, Seccomp → X86, Devices,
+//   Storage, Network → Virtio → VMState → Migration → VMM → skiff;  API (control plane, no VM imports) → skiff;
 //   Posix → SecureChannel (the encrypted migration stream, no VM imports) → Migration
 // Migration is the wire protocol and its TCP stream (no VM objects); VMM drives it.
 let package = Package(
@@ -25,6 +25,9 @@ let package = Package(
         .target(name: "CKVM"),
         // libaio loaded at run time (dlopen), so a host without it falls back to synchronous I/O.
         .target(name: "CAIO", linkerSettings: [.linkedLibrary("dl")]),
+        // libseccomp, linked (Debian's libseccomp-dev): a security feature must not
+        // silently disappear on a host without it, so the build needs it.
+        .target(name: "CSeccomp", linkerSettings: [.linkedLibrary("seccomp")]),
 
         // errno-carrying errors, the EINTR-retry wrapper, EventFD.
         .target(name: "Posix", dependencies: ["CKVM"]),
@@ -32,6 +35,8 @@ let package = Package(
         .target(name: "Events", dependencies: ["CKVM", "Posix"]),
 
         .target(name: "KVM", dependencies: ["CKVM", "Posix"]),
+        // Per-thread-role system call filters (`--seccomp`); see docs/security.md.
+        .target(name: "Seccomp", dependencies: ["CSeccomp", "CKVM"]),
         .target(name: "GuestMemory", dependencies: ["CKVM"]),
         .target(name: "X86", dependencies: ["GuestMemory"]),
         .target(name: "Devices", dependencies: ["CKVM", "Posix"]),
@@ -54,10 +59,10 @@ let package = Package(
         // The migration stream's encryption: Noise_NNpsk0_25519_ChaChaPoly_SHA256 as a
         // `ByteStream`, and the pre-shared key file. Knows nothing of VMs.
         .target(name: "SecureChannel", dependencies: ["Posix", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "VMM", dependencies: ["Posix", "Events", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState", "Migration",
+        .target(name: "VMM", dependencies: ["Posix", "Events", "Seccomp", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState", "Migration",
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "skiff", dependencies: [
-            "VMM", "VMState", "Migration", "Posix", "Storage", "Virtio", "API", "SecureChannel",
+            "VMM", "VMState", "Migration", "Posix", "Storage", "Virtio", "API", "SecureChannel", "Seccomp",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -72,6 +77,7 @@ let package = Package(
                           path: "Benchmarks/SecureChannelBench"),
 
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
+        .testTarget(name: "SeccompTests", dependencies: ["Seccomp"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "X86Tests", dependencies: ["X86", "GuestMemory"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices"]),

@@ -92,6 +92,18 @@ public final class APIServer: Sendable {
         UnixSocketListener.remove(path: path, bound: current.bound)
     }
 
+    /// Runs `body` on each of the server's event-loop threads and waits for it (the
+    /// caller loads the API's seccomp filter there: NIO makes those threads, so this
+    /// is the hook into them). Throws the first error `body` throws.
+    public func runOnServerThreads(_ body: @escaping @Sendable () throws -> Void) throws {
+        guard let group = running.withLockedValue({ $0?.group }) else {
+            throw APIServerError("the API server is not running")
+        }
+        for loop in group.makeIterator() {
+            try loop.submit(body).wait()
+        }
+    }
+
     /// Connections open now (for tests and diagnostics).
     public var openConnections: Int { registry.openConnections }
 

@@ -77,11 +77,14 @@ public final class EventLoop: @unchecked Sendable {
         wake.signal()
     }
 
-    /// Starts the loop on its own (joinable) thread.
-    public func start(name: String = "skiff-events") throws {
+    /// Starts the loop on its own (joinable) thread. `onStart` runs first on that
+    /// thread (the VMM loads the thread's seccomp filter there); if it throws, the
+    /// loop ends through `onFailure` without running a handler.
+    public func start(name: String = "skiff-events", onStart: @escaping @Sendable () throws -> Void = {}) throws {
         precondition(thread == nil, "event loop started twice")
         thread = try JoinableThread(name: name) { [self] in
             do {
+                try onStart()
                 try run()
             } catch let failure as Failure {
                 onFailure?(failure)

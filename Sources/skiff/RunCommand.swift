@@ -1,4 +1,5 @@
 import API
+import Seccomp
 import ArgumentParser
 import Logging
 import Storage
@@ -72,7 +73,14 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "With --incoming: accept plain, unauthenticated TCP instead of a key (for comparisons).")
     var insecureMigration = false
 
+    @Option(help: ArgumentHelp("System call filters per thread role: on, or off for debugging "
+                               + "(log: load them but only log what they would refuse).", valueName: "on|off"))
+    var seccomp: String = "on"
+
     func run() throws {
+        guard let seccompMode = SeccompMode(rawValue: seccomp) else {
+            throw ValidationError("invalid --seccomp '\(seccomp)': give on or off")
+        }
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("invalid --log-level '\(logLevel)': give one of trace, debug, info, notice, warning, error, critical")
         }
@@ -147,7 +155,17 @@ struct RunCommand: ParsableCommand {
             machine = try Machine(config: config)
             try server?.start()
         }
+        // Set-up is over: the baseline on every thread, then the API's own filter on
+        // its thread; the VM's threads load theirs as they start.
+        let filterStart = ContinuousClock.now
+        try SeccompFilter.install(.process, mode: seccompMode)
+        try server?.runOnServerThreads { try SeccompFilter.install(.api, mode: seccompMode) }
+        if seccompMode != .off {
+            Logger(label: "skiff.seccomp").info("seccomp \(seccompMode): baseline and API filters loaded in \(ContinuousClock.now - filterStart)")
+        }
         while true {
+            machine.seccomp = seccompMode
+            machine.seccompNarrowsCaller = server == nil  // without the API nothing rebuilds a VM here
             control.attach(machine)
             let exit = machine.run(signals: signals, startPaused: startPaused, onStarted: onStarted)
             onStarted = nil

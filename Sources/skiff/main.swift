@@ -11,7 +11,7 @@ struct Skiff: ParsableCommand {
         commandName: "skiff",
         abstract: "A small KVM virtual machine monitor.",
         version: version,
-        subcommands: [RunCommand.self, ImageCommand.self, MigrationKeyCommand.self] + apiClientCommands)
+        subcommands: [RunCommand.self, ImageCommand.self, MigrationKeyCommand.self, SeccompSelfTest.self] + apiClientCommands)
 }
 
 func printError(_ message: String) {

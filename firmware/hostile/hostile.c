@@ -467,6 +467,7 @@ static const case_fn all_cases[] = {
 	c_indirect_nested, c_indirect_next_oob, c_indirect_loop, c_indirect_with_next, c_indirect_too_long,
 	c_indirect_whole_queue,
 	c_avail_idx_jump, c_queue_outside_ram, c_queue_size_not_pow2,
+	c_queue_num_after_driver_ok, c_notification_storm, c_reset_mid_request, c_giant_config_write,
 };
 
 static int valid_request(void)

@@ -51,4 +51,10 @@ void c_overlapping_buffers(void);
 void c_data_over_header_and_status(void);
 void c_indirect_whole_queue(void);
 
+/* transport.c */
+void c_queue_num_after_driver_ok(void);
+void c_notification_storm(void);
+void c_reset_mid_request(void);
+void c_giant_config_write(void);
+
 #endif

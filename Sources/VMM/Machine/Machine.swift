@@ -5,6 +5,7 @@ import Foundation
 import GuestMemory
 import KVM
 import Logging
+import Seccomp
 import Virtio
 import X86
 
@@ -44,6 +45,14 @@ public final class Machine: @unchecked Sendable {
     let log = Logger(label: "skiff.vmm")
     /// Signalled once by `stop`; `run` waits on it (with the termination signals).
     private let stopEvent: EventFD
+    /// System call filters for the threads `run` starts (vCPUs: `vcpu`, event
+    /// loop: `events`). Off by default: the in-process tests run without them;
+    /// `skiff run` turns them on (docs/security.md).
+    public var seccomp: SeccompMode = .off
+    /// With `seccomp` on, `run` also narrows the calling thread to the `main` role
+    /// once the VM runs. Only for a caller that will build no other VM in this
+    /// thread (no API, so no `vm.reboot`).
+    public var seccompNarrowsCaller = false
 
     /// Builds the whole VM from a validated config and loads its kernel; nothing runs yet.
     public convenience init(config: MachineConfig, output: @escaping (UInt8) -> Void = Machine.writeToStdout) throws {
@@ -159,8 +168,12 @@ public final class Machine: @unchecked Sendable {
         events.onFailure = { [unowned(unsafe) self] failure in
             self.stop(.failed("device event loop: \(failure); the devices cannot work without it"))
         }
+        let seccomp = self.seccomp
+        if seccomp != .off {
+            SeccompFilter.setBeforeExit { Terminal.restore() }  // a killed VMM leaves no raw terminal
+        }
         do {
-            try events.start()
+            try events.start(onStart: { try SeccompFilter.install(.events, mode: seccomp) })
             if startPaused {
                 // Held before any vCPU thread exists: the first KVM_RUN waits for resume().
                 gate.set(.pause)
@@ -170,8 +183,10 @@ public final class Machine: @unchecked Sendable {
                 try? lifecycle.move(to: startPaused ? .paused : .running)
                 startedAt = .now
             }
-            for t in vcpuThreads { try t.start() }
+            for t in vcpuThreads { try t.start(seccomp: seccomp) }
+            // A migrated-in VM tells its source it runs before the main thread is narrowed (it sends on the stream).
             if !isStopping { onStarted?() }
+            if seccompNarrowsCaller { try SeccompFilter.install(.main, mode: seccomp) }
         } catch {
             stop(.failed("starting the VM: \(error)"))
         }

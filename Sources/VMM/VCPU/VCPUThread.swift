@@ -4,6 +4,7 @@ import Events
 import Foundation
 import Synchronization
 import KVM
+import Seccomp
 
 /// Runs one vCPU on a dedicated, joinable OS thread: KVM_RUN, dispatch the exit
 /// to the port-I/O or MMIO bus, repeat. Before every KVM_RUN the thread asks the
@@ -40,7 +41,9 @@ final class VCPUThread: @unchecked Sendable {
         sigaction(kickSignal, &action, nil)
     }
 
-    func start() throws {
+    /// Starts the thread; it loads the vCPU seccomp filter (unless `seccomp` is
+    /// off) before its first KVM_RUN, and ends the VM if that fails.
+    func start(seccomp: SeccompMode = .off) throws {
         thread = try JoinableThread(name: "skiff-vcpu\(vcpu.id)", stackSize: 1 << 20) { [self] in
             // A parent may have started us with signals blocked (masks are
             // inherited); the kick must get through or KVM_RUN never returns.
@@ -48,6 +51,12 @@ final class VCPUThread: @unchecked Sendable {
             sigemptyset(&unblock)
             sigaddset(&unblock, VCPUThread.kickSignal)
             pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
+            do {
+                try SeccompFilter.install(.vcpu, mode: seccomp)
+            } catch {
+                onExit(.failed("vCPU \(vcpu.id): \(error)"))
+                return
+            }
             runLoop()
         }
     }

@@ -1,0 +1,32 @@
+import ArgumentParser
+import Seccomp
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `skiff seccomp-self-test --role ROLE`: a hidden command for the test suite. It
+/// loads ROLE's filter on this thread, proves an allowed call still works, then
+/// makes a call no filter allows (socket(2): the API socket is bound before any filter), which must end the
+/// process with "skiff: seccomp: thread ROLE made forbidden system call socket (41)"
+/// and status 159. A guest cannot make the VMM issue a system call of its choosing,
+/// so this is how a test sees the filter bite.
+struct SeccompSelfTest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "seccomp-self-test", abstract: "Check that a seccomp role's filter kills a forbidden call.",
+        shouldDisplay: false)
+
+    @Option(help: "The role whose filter to load: vcpu, events, api, main.")
+    var role: String = "vcpu"
+
+    func run() throws {
+        guard let role = SeccompRole(rawValue: role) else { throw ValidationError("unknown role '\(role)'") }
+        let start = ContinuousClock.now
+        try SeccompFilter.install(role, mode: .on)
+        let elapsed = ContinuousClock.now - start
+        let line = "seccomp-self-test: \(role) filter loaded in \(elapsed)\n"
+        _ = line.withCString { write(STDOUT_FILENO, $0, strlen($0)) }  // allowed in every role
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)    // allowed in none: the handler ends us here
+        printError("seccomp-self-test: socket() returned \(fd): the \(role) filter did not bite")
+        throw ExitCode(1)
+    }
+}

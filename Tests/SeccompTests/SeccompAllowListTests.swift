@@ -1,0 +1,55 @@
+import Seccomp
+import XCTest
+
+/// The allow-lists build into filters (no typo in a system call name, every rule
+/// accepted by libseccomp) and keep out what no narrowed role may do. Loading a
+/// filter would filter the test process itself, so the kill is tested through
+/// `skiff seccomp-self-test` in IntegrationTests.
+final class SeccompAllowListTests: XCTestCase {
+    func testEveryRoleBuilds() throws {
+        for role in SeccompRole.allCases {
+            XCTAssertNoThrow(try SeccompFilter.validate(role), "\(role)")
+        }
+    }
+
+    func testNarrowRolesCannotOpenSocketsOrRunPrograms() {
+        let never = ["bind", "listen", "execve", "execveat", "ptrace", "fork", "vfork",
+                     "mount", "setuid", "init_module", "process_vm_writev", "kill"]
+        for role in [SeccompRole.vcpu, .events, .main, .api] {
+            let calls = Set(SeccompAllowList.forRole(role).systemCalls)
+            for name in never {
+                XCTAssertFalse(calls.contains(name), "\(role) allows \(name)")
+            }
+            // Only the API's control work connects out: vm.send-migration runs there.
+            XCTAssertEqual(calls.contains("socket") || calls.contains("connect"), role == .api, "\(role)")
+        }
+    }
+
+    func testOnlyTheAPIThreadMayStartThreads() {
+        // libdispatch's workers for the control work are started from the API's thread.
+        for role in [SeccompRole.vcpu, .events, .main] {
+            let calls = Set(SeccompAllowList.forRole(role).systemCalls)
+            XCTAssertFalse(calls.contains("clone") || calls.contains("clone3"), "\(role) may start threads")
+            XCTAssertTrue(SeccompAllowList.forRole(role).refused.contains("openat"), "\(role) may open files")
+        }
+    }
+
+    func testBaselineForbidsExecAndPtrace() {
+        let calls = Set(SeccompAllowList.forRole(.process).systemCalls)
+        for name in ["bind", "listen", "execve", "execveat", "ptrace", "mount", "init_module", "setuid", "process_vm_writev"] {
+            XCTAssertFalse(calls.contains(name), "baseline allows \(name)")
+        }
+    }
+
+    func testVCPUMayOnlyRunAndReadRegistersThroughKVM() {
+        let list = SeccompAllowList.forRole(.vcpu)
+        XCTAssertFalse(list.systemCalls.contains("ioctl"), "ioctl must be allowed only per request number")
+        XCTAssertEqual(list.ioctls.count, 5)  // KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, TUNSETOFFLOAD, TCGETS
+        XCTAssertEqual(list.ioctlsOnDescriptor.count, 1)  // TCSETS on stdin (terminal restore)
+    }
+
+    func testUnknownNameIsRefused() {
+        let list = SeccompAllowList(systemCalls: ["no_such_call"])
+        XCTAssertThrowsError(try SeccompFilter.install(.vcpu, allowList: list, mode: .on))
+    }
+}
