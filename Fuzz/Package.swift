@@ -4,7 +4,9 @@ import PackageDescription
 // libFuzzer harnesses for Skiff's parsers of untrusted bytes. A package of its own so
 // the sanitizer flags (`-sanitize=fuzzer,address`, which replace `main` with
 // libFuzzer's) never touch the main build: `scripts/fuzz.sh` builds it. Each harness
-// is one file with `LLVMFuzzerTestOneInput` and no `main`.
+// is one file: `LLVMFuzzerTestOneInput`, and top-level code that hands control to
+// libFuzzer (`LLVMFuzzerRunDriver`), because SwiftPM links an executable's `main` to
+// the module's own entry point.
 let package = Package(
     name: "SkiffFuzz",
     dependencies: [

@@ -1,4 +1,5 @@
 import Dispatch
+import Glibc
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -69,3 +70,11 @@ public func fuzzAPI(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     controlQueue.sync {}  // let queued state changes drop out before the next input
     return 0
 }
+
+// libFuzzer's own main is not linked (SwiftPM points `main` at this file's top-level code).
+@_silgen_name("LLVMFuzzerRunDriver")
+private func runDriver(_ argc: UnsafeMutablePointer<CInt>,
+                       _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+                       _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt
+var argc = CommandLine.argc, argv = CommandLine.unsafeArgv
+exit(runDriver(&argc, &argv, { fuzzAPI($0, $1) }))

@@ -45,3 +45,11 @@ public func fuzzSnapshot(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     }
     return 0
 }
+
+// libFuzzer's own main is not linked (SwiftPM points `main` at this file's top-level code).
+@_silgen_name("LLVMFuzzerRunDriver")
+private func runDriver(_ argc: UnsafeMutablePointer<CInt>,
+                       _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+                       _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt
+var argc = CommandLine.argc, argv = CommandLine.unsafeArgv
+exit(runDriver(&argc, &argv, { fuzzSnapshot($0, $1) }))

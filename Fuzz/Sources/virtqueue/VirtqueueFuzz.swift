@@ -91,3 +91,11 @@ public func fuzzVirtqueue(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     write32(transport, 0x70, 0)  // reset: drains the disk engine, unwatches the TAP
     return 0
 }
+
+// libFuzzer's own main is not linked (SwiftPM points `main` at this file's top-level code).
+@_silgen_name("LLVMFuzzerRunDriver")
+private func runDriver(_ argc: UnsafeMutablePointer<CInt>,
+                       _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+                       _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt
+var argc = CommandLine.argc, argv = CommandLine.unsafeArgv
+exit(runDriver(&argc, &argv, { fuzzVirtqueue($0, $1) }))
