@@ -11,6 +11,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "skiff", targets: ["skiff"]),
+        // Only for the fuzz harnesses (Fuzz/Package.swift), which build against these modules.
+        .library(name: "SkiffParsers", targets: ["Virtio", "Storage", "X86", "API", "VMState"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

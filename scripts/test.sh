@@ -22,3 +22,11 @@ swift build --build-tests
 # One test at a time: the KVM tests start VMs that each want the host's cores,
 # and timing-sensitive guests (count, Linux) should not fight each other.
 swift test --skip-build --no-parallel "$@"
+
+# Then every parser's fuzz target briefly from its seed corpus (docs/fuzzing.md), so a
+# parser regression shows here; skipped, saying so, where the toolchain has no libFuzzer.
+# Only on a full run; SKIFF_FUZZ_SECONDS (per target, default 20) = 0 leaves it out.
+fuzz_seconds=${SKIFF_FUZZ_SECONDS:-20}
+if [ "$#" -eq 0 ] && [ "$fuzz_seconds" != 0 ]; then
+    FUZZ_SKIP_IF_UNSUPPORTED=1 "$repo/scripts/fuzz.sh" all "$fuzz_seconds"
+fi

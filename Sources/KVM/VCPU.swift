@@ -34,7 +34,7 @@ public final class VCPU: @unchecked Sendable {
         if ckvm_ioctl(fileDescriptor, CKVM_RUN) < 0 {
             let e = errno
             if e == EINTR || e == EAGAIN {
-                shared.pointee.immediate_exit = 0
+                ckvm_run_set_immediate_exit(shared, 0)
                 return .interrupted
             }
             throw KVMError("KVM_RUN on vCPU \(id)", errno: e)
@@ -49,8 +49,8 @@ public final class VCPU: @unchecked Sendable {
     /// KVM_RUN with immediate_exit set completes it and returns EINTR at once.
     /// Only while no thread runs this vCPU (paused).
     public func completePendingIO() throws {
-        shared.pointee.immediate_exit = 1
-        defer { shared.pointee.immediate_exit = 0 }
+        ckvm_run_set_immediate_exit(shared, 1)
+        defer { ckvm_run_set_immediate_exit(shared, 0) }
         if ckvm_ioctl(fileDescriptor, CKVM_RUN) < 0 {
             let e = errno
             if e == EINTR || e == EAGAIN { return }
@@ -73,7 +73,7 @@ public final class VCPU: @unchecked Sendable {
     /// Makes the next (or current) KVM_RUN return at once; pair with a signal to
     /// the vCPU thread so a run already inside the guest is interrupted too.
     public func requestImmediateExit() {
-        shared.pointee.immediate_exit = 1
+        ckvm_run_set_immediate_exit(shared, 1)  // atomic: the vCPU thread clears it concurrently
     }
 
     // MARK: - Registers

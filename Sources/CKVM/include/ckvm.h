@@ -127,6 +127,12 @@ static inline uint32_t *ckvm_msr_list_indices(struct kvm_msr_list *l) { return l
 // MARK: - Unions Swift sees poorly
 
 static inline struct kvm_run *ckvm_run(void *p) { return (struct kvm_run *)p; }
+/* immediate_exit is stored by the thread that kicks a vCPU and by the vCPU's own
+ * thread (clearing it after an interrupted KVM_RUN): atomic stores, so the two never
+ * race. Relaxed is enough: the vCPU thread re-reads its gate (a lock) after clearing. */
+static inline void ckvm_run_set_immediate_exit(struct kvm_run *run, uint8_t value) {
+    __atomic_store_n(&run->immediate_exit, value, __ATOMIC_RELAXED);
+}
 static inline uint8_t *ckvm_run_io_data(struct kvm_run *run) { return (uint8_t *)run + run->io.data_offset; }
 /// The MMIO exit's data bytes, in place: Swift sees the exit union only
 /// through computed properties, so a pointer taken there would be to a copy.
