@@ -111,13 +111,16 @@ public struct SeccompAllowList: Sendable {
             "socket", "connect", "sendto", "sendmsg", "recvfrom", "recvmsg", "poll", "ppoll", "getrandom",
         ],
         ioctls: requests([
-            CKVM_GET_DIRTY_LOG, CKVM_CLEAR_DIRTY_LOG, CKVM_SET_USER_MEMORY_REGION, CKVM_ENABLE_CAP,
+            CKVM_GET_DIRTY_LOG, CKVM_CLEAR_DIRTY_LOG, CKVM_SET_USER_MEMORY_REGION, CKVM_ENABLE_CAP, CKVM_GET_SUPPORTED_CPUID,
             CKVM_RUN, CKVM_KVMCLOCK_CTRL, CKVM_CHECK_EXTENSION, CKVM_GET_TSC_KHZ, CKVM_GET_MSR_INDEX_LIST,
             CKVM_GET_REGS, CKVM_GET_SREGS, CKVM_GET_FPU, CKVM_GET_MSRS, CKVM_GET_LAPIC, CKVM_GET_MP_STATE,
             CKVM_GET_VCPU_EVENTS, CKVM_GET_XCRS, CKVM_GET_XSAVE, CKVM_GET_DEBUGREGS, CKVM_GET_CPUID2,
             CKVM_GET_CLOCK, CKVM_GET_IRQCHIP, CKVM_GET_PIT2,
-        ]) + [UInt32(TCGETS)],
+        ]) + [UInt32(TCGETS), ficlone],
         ioctlsOnDescriptor: terminalRestore)
+
+    /// FICLONE: a snapshot's reflink of a disk's top layer (where the file system has them).
+    static let ficlone: UInt32 = 0x4004_9409
 
     /// Main thread with no API (so no in-process reboot): waits for the stop event
     /// or a termination signal, then tears down: kicks and joins the threads,

@@ -7,13 +7,13 @@ import Testing
 /// guest, API, snapshot and teardown test also checks the allow-lists are complete.
 struct SeccompFilterTests {
     /// A guest cannot make the VMM issue a system call of its choosing, so the
-    /// hidden `seccomp-self-test` command loads a role's filter and calls socket(2).
+    /// hidden `seccomp-self-test` command loads a role's filter and calls listen(2).
     @Test(arguments: ["vcpu", "events", "api", "main"])
     func forbiddenCallEndsTheProcessNamingIt(role: String) throws {
         let run = try SkiffProcess.run(["seccomp-self-test", "--role", role], timeout: 30)
         #expect(run.stdout.contains("seccomp-self-test: \(role) filter loaded"), "stdout: \(run.stdout)")
         #expect(run.status == 159, "status \(run.status), stderr: \(run.stderr)")  // 128 + SIGSYS
-        #expect(run.stderr == "skiff: seccomp: thread \(role) made forbidden system call socket (41)\n",
+        #expect(run.stderr == "skiff: seccomp: thread \(role) made forbidden system call listen (50)\n",
                 "stderr: \(run.stderr)")
     }
 
