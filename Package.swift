@@ -4,7 +4,7 @@ import PackageDescription
 // Layers, lowest first; a target only imports targets above it in this list.
 //   CKVM, CAIO, CSeccomp (C shims), Posix → Events, KVM, GuestMemory, Seccomp → X86, Devices,
 //   Storage, Network → Virtio → VMState → Migration → VMM → skiff;  API (control plane, no VM imports) → skiff;
-//   Posix → SecureChannel (the encrypted migration stream, no VM imports) → Migration
+//   Posix → SecureChannel (the encrypted migration stream, no VM imports) → skiff (MigrationTransport)
 // Migration is the wire protocol and its TCP stream (no VM objects); VMM drives it.
 let package = Package(
     name: "Skiff",
@@ -12,7 +12,7 @@ let package = Package(
     products: [
         .executable(name: "skiff", targets: ["skiff"]),
         // Only for the fuzz harnesses (Fuzz/Package.swift), which build against these modules.
-        .library(name: "SkiffParsers", targets: ["Virtio", "Storage", "X86", "API", "VMState"]),
+        .library(name: "SkiffParsers", targets: ["Virtio", "Storage", "X86", "API", "VMState", "Migration"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -48,7 +48,7 @@ let package = Package(
                                                .product(name: "Logging", package: "swift-log")]),
         .target(name: "VMState", dependencies: ["CKVM", "KVM", "Devices", "Virtio"]),
         // Live migration's framed protocol, config checks and plain TCP `ByteStream`.
-        .target(name: "Migration", dependencies: ["Posix", "VMState", "SecureChannel"]),
+        .target(name: "Migration", dependencies: ["Posix", "VMState"]),
         // The control plane (`--api-socket`): HTTP over a unix socket; talks to the VM only
         // through its own `VMControl` protocol, so it does not import VMM.
         .target(name: "API", dependencies: [

@@ -29,6 +29,9 @@ let package = Package(
                                                            .product(name: "NIOEmbedded", package: "swift-nio"),
                                                            .product(name: "NIOHTTP1", package: "swift-nio")],
                           path: "Sources/api"),
+        // The migration stream as a destination decodes it: frames, config, memory runs, state.
+        .executableTarget(name: "fuzz-migration", dependencies: [.product(name: "SkiffParsers", package: "Skiff")],
+                          path: "Sources/migration"),
         // The snapshot decoder: manifest.json + state.bin.
         .executableTarget(name: "fuzz-snapshot", dependencies: [.product(name: "SkiffParsers", package: "Skiff")],
                           path: "Sources/snapshot"),

@@ -3,7 +3,7 @@
 # -sanitize=fuzzer,address and runs them from their seed corpus (Fuzz/corpus/TARGET).
 #
 #   scripts/fuzz.sh [TARGET|all] [SECONDS]   (default: all targets, 30 s each)
-#   TARGET: virtqueue qcow2 loader api snapshot
+#   TARGET: virtqueue qcow2 loader api snapshot migration
 #
 # New interesting inputs go to Fuzz/.build/corpus/TARGET (kept between runs, not
 # committed); a crash, trap, leak, hang (-timeout) or OOM is written to
@@ -12,7 +12,7 @@
 # FUZZ_ARGS: more libFuzzer flags (e.g. "-jobs=2 -workers=2").
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-all=(virtqueue qcow2 loader api snapshot)
+all=(virtqueue qcow2 loader api snapshot migration)
 target=${1:-all}
 seconds=${2:-30}
 if [ "$target" = all ]; then targets=("${all[@]}"); else targets=("$target"); fi

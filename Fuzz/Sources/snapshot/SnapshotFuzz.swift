@@ -3,8 +3,9 @@ import Foundation
 
 // The snapshot decoder: manifest.json and state.bin, as `SnapshotReader` reads them.
 // Input: [flags][le32 manifest length][manifest.json][state]. With flag bit 0 the
-// state bytes are a JSON payload that is framed here (magic, length, CRC-64), so the
-// fuzzer reaches the decoder and validation instead of stopping at the checksum;
+// state bytes are a payload that is framed here (magic, version 2, length, CRC-64),
+// so the fuzzer reaches the binary decoder and validation instead of stopping at
+// the checksum;
 // without it they are the raw state.bin, to fuzz the framing itself.
 private let directory: URL = {
     let url = URL(fileURLWithPath: "/dev/shm/skiff-fuzz-snapshot-\(getpid())")
