@@ -83,7 +83,7 @@ def main():
                     help="also run skiff with --api-socket (a third column: what the control API costs)")
     args = ap.parse_args()
     if not os.path.exists(args.skiff):
-        sys.exit(f"boot-bench: {args.skiff} is missing; run `swift build -c release` first")
+        sys.exit(f"boot-bench: {args.skiff} is missing; run `swift build -c release --static-swift-stdlib` first")
     subprocess.run([os.path.join(REPO, "scripts", "build-firmware.sh"), args.guest], check=True, stdout=subprocess.DEVNULL)
 
     cmds = commands(args.skiff, args.guest, args.memory)

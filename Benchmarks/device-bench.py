@@ -219,7 +219,7 @@ def main():
                     help="the skiff binary (default: .build/release/skiff of this repository)")
     args = ap.parse_args()
     if not os.path.exists(args.skiff):
-        sys.exit(f"device-bench: {args.skiff} is missing; run `swift build -c release` first")
+        sys.exit(f"device-bench: {args.skiff} is missing; run `swift build -c release --static-swift-stdlib` first")
     net = not args.no_net
     if net and os.geteuid() != 0:
         print("device-bench: not root, skipping the virtio-net figures (they need a network namespace)", file=sys.stderr)

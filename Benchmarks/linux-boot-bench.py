@@ -55,7 +55,7 @@ def main():
     ap.add_argument("--skiff", default=os.path.join(REPO, ".build", "release", "skiff"))
     args = ap.parse_args()
     if not os.path.exists(args.skiff):
-        sys.exit(f"linux-boot-bench: {args.skiff} is missing; run `swift build -c release` first")
+        sys.exit(f"linux-boot-bench: {args.skiff} is missing; run `swift build -c release --static-swift-stdlib` first")
     kernel, initrd, cmdline = guest()
     rows = []
     for cpus in args.cpus:

@@ -218,7 +218,7 @@ def main():
     ap.add_argument("--skiff", default=os.path.join(REPO, ".build", "release", "skiff"))
     args = ap.parse_args()
     if not os.path.exists(args.skiff):
-        sys.exit(f"snapshot-bench: {args.skiff} is missing; run `swift build -c release` first")
+        sys.exit(f"snapshot-bench: {args.skiff} is missing; run `swift build -c release --static-swift-stdlib` first")
     subprocess.run([os.path.join(REPO, "scripts", "build-firmware.sh"), "count"], check=True, stdout=subprocess.DEVNULL)
     elf = os.path.join(REPO, "firmware", "out", "count.elf")
 

@@ -10,7 +10,9 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 "$repo/scripts/install-deps.sh"
-swift build -c release --product skiff >&2
+# The Swift runtime and Foundation linked in: 6 MiB less resident memory and
+# no dynamic loading of them at start (README, "This machine").
+swift build -c release --static-swift-stdlib --product skiff >&2
 eval "$("$repo/scripts/guest-linux.sh")"
 
 if [ -e /sys/module/kvm_pvm ]; then
