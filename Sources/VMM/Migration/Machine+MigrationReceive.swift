@@ -1,7 +1,9 @@
 import Foundation
 import GuestMemory
 import Migration
+import Network
 import Posix
+import Virtio
 import VMState
 import X86
 
@@ -21,11 +23,13 @@ extension Machine {
     /// wrong, an `abandon` or a cut connection is an error, and no vCPU has run.
     /// After this returns the caller runs the machine and sends `running`
     /// (`confirmRunning`).
-    public static func receiveMigration(over stream: ByteStream,
+    /// - Parameter taps: TAP names for the network cards by device order (`--net`
+    ///   given with `--incoming`); missing ones open the TAP the source used.
+    public static func receiveMigration(over stream: ByteStream, taps: [String] = [],
                                         output: @escaping (UInt8) -> Void = Machine.writeToStdout) throws -> IncomingVM {
         var machine: Machine?
         do {
-            return try receive(stream, output: output, built: &machine)
+            return try receive(stream, taps: taps, output: output, built: &machine)
         } catch let error as MigrationError where error.kind == .refused {
             try? MigrationFrame.write(.refused, payload: MigrationFrame.text(error.message), to: stream)
             try? stream.flush()
@@ -42,7 +46,7 @@ extension Machine {
         }
     }
 
-    private static func receive(_ stream: ByteStream, output: @escaping (UInt8) -> Void,
+    private static func receive(_ stream: ByteStream, taps: [String], output: @escaping (UInt8) -> Void,
                                 built: inout Machine?) throws -> IncomingVM {
         // start
         let startHeader = try MigrationFrame.readHeader(from: stream)
@@ -57,16 +61,14 @@ extension Machine {
         let configHeader = try next(stream, expecting: [.config])
         let config = try MigrationConfig.decode(try MigrationFrame.readPayload(configHeader, from: stream))
         let recorded = config.machine
-        if let device = recorded.devices.first(where: { $0.kind.hasPrefix("virtio-") }) {
-            throw MigrationError(.refused, "the VM has a \(device.kind) device; migrating disks and network cards is not supported yet")
-        }
+        let networks = try incomingNetworks(recorded, taps: taps)
         guard recorded.cpuCount <= MachineConfig.maximumCPUs else {
             throw MigrationError(.refused, "the VM has \(recorded.cpuCount) vCPUs; this Skiff runs at most \(MachineConfig.maximumCPUs)")
         }
         do { _ = try checkMemoryMap(recorded) } catch { throw MigrationError(.refused, "\(error)") }
         let machineConfig = MachineConfig(kernelPath: recorded.kernelPath, initrdPath: recorded.initrdPath,
                                           commandLine: recorded.commandLine, cpuCount: recorded.cpuCount,
-                                          memorySize: recorded.memorySize)
+                                          memorySize: recorded.memorySize, networks: networks)
         let machine: Machine
         do {
             machine = try Machine(building: machineConfig, needsBootFiles: false, output: output)
@@ -97,8 +99,9 @@ extension Machine {
                 let state = try MachineState.decodeStateFile(bytes, name: "the migration state")
                 let decoded = ContinuousClock.now
                 try state.checkConsistency(with: recorded)
-                guard state.devices.virtio.isEmpty else {
-                    throw MigrationError(.refused, "the state has virtio device state; not supported yet")
+                guard state.devices.virtio.count == networks.count else {
+                    throw MigrationError(.malformed, "the state holds \(state.devices.virtio.count) virtio device(s), "
+                        + "the config \(networks.count)")
                 }
                 _ = try machine.restore(state, clock: .frozen)
                 try MigrationFrame.write(.ready, to: stream)
@@ -110,6 +113,25 @@ extension Machine {
                 guard flag.count == 1, flag[0] <= 1 else { throw MigrationError(.malformed, "commit with a bad run flag") }
                 return IncomingVM(machine: machine, startPaused: flag[0] == 0, iterations: iterations)
             }
+        }
+    }
+
+    /// The network cards to build: the recorded MAC, and the recorded TAP name
+    /// unless `taps` overrides it (by order). Disks are refused: the destination
+    /// would need the same image file and a lock handover (docs/migration.md, "Devices").
+    static func incomingNetworks(_ recorded: SnapshotMachineConfig, taps: [String]) throws -> [NetDeviceConfig] {
+        let virtio = recorded.devices.filter { $0.kind.hasPrefix("virtio-") }
+        if let other = virtio.first(where: { $0.kind != "virtio-net" }) {
+            throw MigrationError(.refused, "the VM has a \(other.kind) device; only network cards migrate yet")
+        }
+        guard taps.count <= virtio.count else {
+            throw MigrationError(.refused, "\(taps.count) --net given, the incoming VM has \(virtio.count) network card(s)")
+        }
+        return try virtio.enumerated().map { n, d in
+            guard let tap = taps[safe: n] ?? d.tap, let text = d.mac, let mac = try? MACAddress(parsing: text) else {
+                throw MigrationError(.malformed, "network card \(n) has no TAP name or no valid MAC in the config")
+            }
+            return NetDeviceConfig(tap: tap, mac: mac)
         }
     }
 
@@ -133,6 +155,7 @@ extension Machine {
         do {
             try MigrationFrame.write(.running, to: stream)
             try stream.flush()
+            machine.announceNetworkCards()
         } catch {
             machine.stop(.failed("could not confirm the migration to the source (\(error)); the source keeps the VM"))
         }

@@ -2,6 +2,7 @@ import Foundation
 import KVM
 import Migration
 import Posix
+import Virtio
 import VMState
 
 extension Machine {
@@ -19,9 +20,9 @@ extension Machine {
     public func sendMigration(over stream: ByteStream, options: MigrationOptions = MigrationOptions(),
                               progress: @escaping (MigrationProgress) -> Void = { _ in }) throws -> MigrationSummary {
         let start = ContinuousClock.now
-        guard virtio.transports.isEmpty else {
-            throw MigrationError(.refused, "cannot migrate a VM with virtio disks or network cards yet "
-                + "(this one has \(config.disks.count) disk(s) and \(config.networks.count) network card(s))")
+        guard config.disks.isEmpty else {
+            throw MigrationError(.refused, "cannot migrate a VM with virtio disks yet (this one has "
+                + "\(config.disks.count)); network cards migrate, disks do not (see docs/migration.md, \"Devices\")")
         }
         let wasRunning: Bool = try lock.withLock {
             let state = lifecycle.state
@@ -134,8 +135,8 @@ extension Machine {
         // Logging stays on: turning it off costs a memslot update inside the downtime,
         // and a source that migrated is torn down anyway (a failure turns it off).
         let kvmState = try vm.saveKVMState(vcpus: vcpuThreads.map(\.vcpu), msrIndices: msrIndices)
-        let state = MachineState(vcpus: kvmState.vcpus, platform: kvmState.platform,
-                                 devices: DeviceStates(serial: serial.snapshot(), virtio: []))
+        // Paused: the event loop is parked, so no frame reaches guest RAM past this point.
+        let state = MachineState(vcpus: kvmState.vcpus, platform: kvmState.platform, devices: try saveDeviceStates())
         let stateRead = ContinuousClock.now
         let stateBytes = try state.encodedStateFile()
         let stateSaved = ContinuousClock.now
@@ -177,10 +178,19 @@ extension Machine {
         _ = try MigrationFrame.readPayload(header, from: stream)
     }
 
+    /// The network cards as the destination rebuilds them: slot, TAP name, MAC.
+    func migratingDevices() -> [SnapshotMachineConfig.DeviceDescription] {
+        zip(virtio.transports, virtio.resources).compactMap { transport, resource in
+            guard let net = transport.device as? VirtioNet else { return nil }
+            return SnapshotMachineConfig.DeviceDescription(kind: "virtio-net", address: resource.base, gsi: resource.irq,
+                                                           tap: net.tap.name, mac: net.mac.description)
+        }
+    }
+
     /// The config message: the machine and the host facts the guest depends on.
     func migrationConfig() throws -> MigrationConfig {
         let cpuid = try vcpuThreads[0].vcpu.cpuid().map { VCPUState.CPUIDEntry($0) }
-        return MigrationConfig(skiffVersion: Self.skiffVersion, machine: snapshotConfig(virtio: []),
+        return MigrationConfig(skiffVersion: Self.skiffVersion, machine: snapshotConfig(virtio: migratingDevices()),
                                cpuVendor: MigrationHostCheck.vendor(of: try kvm.supportedCPUID()),
                                guestCPUID: cpuid, xsaveSize: vm.xsaveSize, tscKHz: try? vcpuThreads[0].vcpu.tscKHz())
     }
