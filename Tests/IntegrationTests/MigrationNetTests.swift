@@ -88,7 +88,7 @@ struct MigrationNetTests {
                                                   "--net", "tap=tap0,mac=\(Self.mac)",
                                                   "--cmdline", "net.ip=10.0.2.15 net.peer=10.0.2.1 net.count=1000000 net.noirq",
                                                   "--api-socket", socket])
-        try #require(destination.errors.waitFor("waiting for an incoming VM", timeout: 60), destination.errors.text)
+        try #require(destination.errors.waitFor("waiting for an incoming VM", timeout: 60), "\(destination.errors.text)")
         try #require(APILifecycleTests.waitForSocket(socket, vm: source), "no API: \(source.errors.text)")
         try #require(source.output.waitFor("seq 5 ", timeout: 60), "\(source.output.text.suffix(400)) \(source.errors.text)")
         #expect(try hosts.switchPort(of: Self.mac) == "lanA")
@@ -106,7 +106,7 @@ struct MigrationNetTests {
             learned = try hosts.switchPort(of: Self.mac)
             usleep(20_000)
         }
-        #expect(learned == "lanB", "the switch did not learn B's port: \(try hosts.switchPort(of: Self.mac) ?? "nothing")")
+        #expect(learned == "lanB", "the switch did not learn B's port: \(learned ?? "nothing")")
         #expect(destination.errors.waitFor("RARP frame(s)", timeout: 10), "\(destination.errors.text.suffix(600))")
 
         #expect(APILifecycleTests.waitForSocket(destinationSocket, vm: destination))
@@ -132,7 +132,7 @@ struct MigrationNetTests {
                                                        "--log-level", "info"])
         let source = try hosts.skiff(in: hosts.a, ["run", "--kernel", try Firmware.path("count"), "--memory", "128M",
                                                   "--cmdline", "count.every=\(every)", "--api-socket", socket])
-        try #require(destination.errors.waitFor("waiting for an incoming VM", timeout: 60), destination.errors.text)
+        try #require(destination.errors.waitFor("waiting for an incoming VM", timeout: 60), "\(destination.errors.text)")
         try #require(APILifecycleTests.waitForSocket(socket, vm: source) && source.waitForCounts(3, timeout: 60))
         let run = try SkiffProcess.run(["migrate", "--api-socket", socket, "--insecure-migration",
                                         "tcp:192.168.77.2:\(port)"], timeout: 120)
