@@ -3,6 +3,7 @@ import GuestMemory
 import Migration
 import Network
 import Posix
+import Storage
 import Virtio
 import VMState
 import X86
@@ -61,17 +62,22 @@ extension Machine {
         let configHeader = try next(stream, expecting: [.config])
         let config = try MigrationConfig.decode(try MigrationFrame.readPayload(configHeader, from: stream))
         let recorded = config.machine
-        let networks = try incomingNetworks(recorded, taps: taps)
+        let devices = try incomingDevices(recorded, taps: taps)
         guard recorded.cpuCount <= MachineConfig.maximumCPUs else {
             throw MigrationError(.refused, "the VM has \(recorded.cpuCount) vCPUs; this Skiff runs at most \(MachineConfig.maximumCPUs)")
         }
         do { _ = try checkMemoryMap(recorded) } catch { throw MigrationError(.refused, "\(error)") }
         let machineConfig = MachineConfig(kernelPath: recorded.kernelPath, initrdPath: recorded.initrdPath,
                                           commandLine: recorded.commandLine, cpuCount: recorded.cpuCount,
-                                          memorySize: recorded.memorySize, networks: networks)
-        let machine: Machine
+                                          memorySize: recorded.memorySize, disks: devices.disks, networks: devices.networks)
+        // With disks, the source writes the images until its switch-over: they are
+        // opened (locked, qcow2 metadata read) only then, in the machine built at
+        // the state phase. Until then a machine without devices takes the memory.
+        var machine: Machine
         do {
-            machine = try Machine(building: machineConfig, needsBootFiles: false, output: output)
+            var early = machineConfig
+            if !devices.disks.isEmpty { early.disks = []; early.networks = [] }
+            machine = try Machine(building: early, needsBootFiles: false, output: output)
         } catch {
             throw MigrationError(.refused, "cannot build the VM here: \(error)")
         }
@@ -99,9 +105,21 @@ extension Machine {
                 let state = try MachineState.decodeStateFile(bytes, name: "the migration state")
                 let decoded = ContinuousClock.now
                 try state.checkConsistency(with: recorded)
-                guard state.devices.virtio.count == networks.count else {
+                guard state.devices.virtio.count == devices.disks.count + devices.networks.count else {
                     throw MigrationError(.malformed, "the state holds \(state.devices.virtio.count) virtio device(s), "
-                        + "the config \(networks.count)")
+                        + "the config \(devices.disks.count + devices.networks.count)")
+                }
+                if !devices.disks.isEmpty {
+                    // The source has flushed and unlocked its images: now open them.
+                    let memory = machine.memory
+                    built = nil
+                    do {
+                        machine = try Machine(building: machineConfig, restoredMemory: memory, needsBootFiles: false,
+                                              output: output)
+                    } catch {
+                        throw MigrationError(.refused, "cannot open the VM's devices here: \(error)")
+                    }
+                    built = machine
                 }
                 _ = try machine.restore(state, clock: .frozen)
                 try MigrationFrame.write(.ready, to: stream)
@@ -116,23 +134,39 @@ extension Machine {
         }
     }
 
-    /// The network cards to build: the recorded MAC, and the recorded TAP name
-    /// unless `taps` overrides it (by order). Disks are refused: the destination
-    /// would need the same image file and a lock handover (docs/migration.md, "Devices").
-    static func incomingNetworks(_ recorded: SnapshotMachineConfig, taps: [String]) throws -> [NetDeviceConfig] {
+    /// The devices to build, in the source's order (disks, then network cards).
+    /// A disk opens the recorded image path, which must be the same file as the
+    /// source's (shared storage; docs/migration.md, "Disks"). A network card gets
+    /// the recorded MAC and TAP name, unless `taps` overrides it (by order).
+    static func incomingDevices(_ recorded: SnapshotMachineConfig, taps: [String]) throws
+        -> (disks: [BlockDeviceConfig], networks: [NetDeviceConfig]) {
         let virtio = recorded.devices.filter { $0.kind.hasPrefix("virtio-") }
-        if let other = virtio.first(where: { $0.kind != "virtio-net" }) {
-            throw MigrationError(.refused, "the VM has a \(other.kind) device; only network cards migrate yet")
+        let disks = virtio.filter { $0.kind == "virtio-block" }
+        let cards = virtio.filter { $0.kind == "virtio-net" }
+        guard virtio.map(\.kind) == disks.map(\.kind) + cards.map(\.kind) else {
+            throw MigrationError(.refused, "the VM's virtio devices are not disks followed by network cards: "
+                + virtio.map(\.kind).joined(separator: ", ").prefix(200))
         }
-        guard taps.count <= virtio.count else {
-            throw MigrationError(.refused, "\(taps.count) --net given, the incoming VM has \(virtio.count) network card(s)")
+        guard taps.count <= cards.count else {
+            throw MigrationError(.refused, "\(taps.count) --net given, the incoming VM has \(cards.count) network card(s)")
         }
-        return try virtio.enumerated().map { n, d in
+        let diskConfigs = try disks.enumerated().map { n, d -> BlockDeviceConfig in
+            guard let path = d.path, let format = d.format.flatMap(DiskFormat.init(rawValue:)) else {
+                throw MigrationError(.malformed, "disk \(n) has no image path or no valid format in the config")
+            }
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw MigrationError(.refused, "disk \(n): \(path) does not exist here; the destination must see the "
+                    + "same image file as the source (shared storage)")
+            }
+            return BlockDeviceConfig(path: path, readOnly: d.readOnly ?? false, serial: d.serial, format: format)
+        }
+        let netConfigs = try cards.enumerated().map { n, d -> NetDeviceConfig in
             guard let tap = taps[safe: n] ?? d.tap, let text = d.mac, let mac = try? MACAddress(parsing: text) else {
                 throw MigrationError(.malformed, "network card \(n) has no TAP name or no valid MAC in the config")
             }
             return NetDeviceConfig(tap: tap, mac: mac)
         }
+        return (diskConfigs, netConfigs)
     }
 
     /// The next header, which must be one of `kinds`; an `abandon` ends the migration.
