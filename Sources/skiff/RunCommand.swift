@@ -63,7 +63,8 @@ struct RunCommand: ParsableCommand {
     var restoreClock: String = "frozen"
 
     @Option(help: ArgumentHelp("Wait for one VM migrated here from another skiff (`skiff migrate`) on tcp:ADDR:PORT, "
-                               + "then run it; the config arrives with it (no --kernel).", valueName: "tcp:addr:port"))
+                               + "then run it; the config arrives with it (no --kernel; --net tap=NAME picks its TAPs by order).",
+                               valueName: "tcp:addr:port"))
     var incoming: String?
 
     @Option(help: ArgumentHelp("With --incoming: the migration key file, the same on both hosts.", valueName: "path"))
