@@ -109,7 +109,10 @@ extension Machine {
                     throw MigrationError(.malformed, "the state holds \(state.devices.virtio.count) virtio device(s), "
                         + "the config \(devices.disks.count + devices.networks.count)")
                 }
+                var buildTime: Duration = .zero
                 if !devices.disks.isEmpty {
+                    let t0 = ContinuousClock.now
+                    defer { buildTime = ContinuousClock.now - t0 }
                     // The source has flushed and unlocked its images: now open them.
                     let memory = machine.memory
                     built = nil
@@ -125,7 +128,8 @@ extension Machine {
                 try MigrationFrame.write(.ready, to: stream)
                 try stream.flush()
                 let now = ContinuousClock.now
-                machine.log.info("migration state decoded in \(milliseconds(decoded - received)), applied in \(milliseconds(now - decoded))")
+                let buildNote = devices.disks.isEmpty ? "" : "machine with its disks built in \(milliseconds(buildTime)), "
+                machine.log.info("migration state decoded in \(milliseconds(decoded - received)), \(buildNote)applied in \(milliseconds(now - decoded - buildTime))")
                 let commit = try next(stream, expecting: [.commit])
                 let flag = try MigrationFrame.readPayload(commit, from: stream)
                 guard flag.count == 1, flag[0] <= 1 else { throw MigrationError(.malformed, "commit with a bad run flag") }
