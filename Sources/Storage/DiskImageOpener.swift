@@ -24,6 +24,25 @@ public enum DiskImageOpener {
         }
     }
 
+    /// Releases the lock of `image`'s own file (not its backing files, which
+    /// stay read-locked and shareable) for a migration's switch-over: call only
+    /// after the last write and `flush()`; the image must not be written until
+    /// `retakeLock` succeeds.
+    public static func releaseLock(of image: DiskImage) throws {
+        guard let file = topFile(image) else { return }
+        try ImageLock.release(file)
+    }
+
+    /// Takes the lock back as the image was opened (`.locked` if another open took it meanwhile).
+    public static func retakeLock(of image: DiskImage) throws {
+        guard let file = topFile(image) else { return }
+        try ImageLock.acquire(file, writable: !image.isReadOnly)
+    }
+
+    private static func topFile(_ image: DiskImage) -> ImageFile? {
+        (image as? RawImage)?.file ?? (image as? Qcow2Image)?.file
+    }
+
     /// The format of the image at `path`, from its first bytes.
     public static func detectFormat(path: String) throws -> DiskFormat {
         let file = try ImageFile.open(path, readOnly: true)

@@ -61,4 +61,19 @@ enum ImageLock {
             }
         }
     }
+
+    /// Drops every lock byte this open holds (permissions and unshared bits),
+    /// so another open may take the image for writing: a migration's hand-over.
+    static func release(_ file: ImageFile) throws {
+        var fl = flock()
+        fl.l_type = Int16(F_UNLCK)
+        fl.l_whence = Int16(SEEK_SET)
+        fl.l_start = off_t(permBase)
+        fl.l_len = off_t(sharedBase + 100 - permBase)
+        if fcntl(file.fd, F_OFD_SETLK, &fl) != 0 {
+            let e = errno
+            if e == ENOLCK || e == EINVAL || e == EOPNOTSUPP { return }
+            throw StorageError.system("fcntl(F_OFD_SETLK, F_UNLCK)", path: file.path, errno: e)
+        }
+    }
 }

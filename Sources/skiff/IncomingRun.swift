@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import Migration
 import Posix
+import Virtio
 import VMM
 
 /// `skiff run --incoming tcp:ADDR:PORT`: listen, take one migrating VM, and
@@ -13,6 +14,8 @@ struct IncomingRun {
     var insecure: Bool
     /// Boot options given along with --incoming, which the stream replaces.
     var conflicting: [String]
+    /// `--net` options given with --incoming: TAPs to open instead of the recorded ones, by order.
+    var networks: [String] = []
 
     struct Received {
         var vm: Machine.IncomingVM
@@ -24,11 +27,18 @@ struct IncomingRun {
         if let first = conflicting.first {
             throw ValidationError("\(first) cannot be used with --incoming: the VM's config arrives with it")
         }
-        return try Self.receive(address: address, keyPath: keyPath, insecure: insecure)
+        let taps = try networks.map { option -> String in
+            let config = try NetDeviceConfig(parsing: option)
+            guard config.mac == nil else {
+                throw ValidationError("--net \(option): with --incoming only tap=NAME is given (the MAC is the guest's)")
+            }
+            return config.tap
+        }
+        return try Self.receive(address: address, keyPath: keyPath, insecure: insecure, taps: taps)
     }
 
     /// Listens on `address`, takes one VM, and returns it built and not yet run.
-    static func receive(address: String, keyPath: String?, insecure: Bool) throws -> Received {
+    static func receive(address: String, keyPath: String?, insecure: Bool, taps: [String] = []) throws -> Received {
         let security = try MigrationTransport.wrapCheck(try MigrationSecurity.from(keyPath: keyPath, insecure: insecure))
         let endpoint = try MigrationEndpoint(parsing: address)
         let log = Logger(label: "skiff.migration")
@@ -38,7 +48,7 @@ struct IncomingRun {
         }
         log.info("waiting for an incoming VM on \(endpoint) (port \(listener.port))")
         let stream = try MigrationTransport.accept(listener, security: security)
-        let vm = try Machine.receiveMigration(over: stream)
+        let vm = try Machine.receiveMigration(over: stream, taps: taps)
         log.info("received a VM in \(vm.iterations) memory round(s); starting it")
         return Received(vm: vm, stream: stream)
     }

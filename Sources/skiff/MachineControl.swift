@@ -233,11 +233,14 @@ final class MachineControl: VMControl, @unchecked Sendable {
         } catch {
             throw ControlError(.badRequest, "\(error)")
         }
-        lock.withLock { state = VMInfo.stateReceiving }
+        let taps = lock.withLock { () -> [String] in
+            state = VMInfo.stateReceiving
+            return restoreResources?.taps ?? []
+        }
         do {
             try incoming.receive {
                 try IncomingRun.receive(address: request.receiverURL, keyPath: request.migrationKey,
-                                        insecure: request.insecureMigration == true)
+                                        insecure: request.insecureMigration == true, taps: taps)
             }
         } catch {
             lock.withLock { state = VMInfo.stateCreated }

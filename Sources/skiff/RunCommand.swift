@@ -64,7 +64,8 @@ struct RunCommand: ParsableCommand {
     var restoreClock: String = "frozen"
 
     @Option(help: ArgumentHelp("Wait for one VM migrated here from another skiff (`skiff migrate`) on tcp:ADDR:PORT, "
-                               + "then run it; the config arrives with it (no --kernel).", valueName: "tcp:addr:port"))
+                               + "then run it; the config arrives with it (no --kernel; --net tap=NAME picks its TAPs by order).",
+                               valueName: "tcp:addr:port"))
     var incoming: String?
 
     @Option(help: ArgumentHelp("With --incoming: the migration key file, the same on both hosts.", valueName: "path"))
@@ -94,7 +95,7 @@ struct RunCommand: ParsableCommand {
         if let incoming {
             // Received before the signals are blocked: a SIGTERM while waiting ends skiff at once.
             let received = try IncomingRun(address: incoming, keyPath: migrationKey, insecure: insecureMigration,
-                                           conflicting: conflictingWithIncoming).receive()
+                                           conflicting: conflictingWithIncoming, networks: networks).receive()
             incomingVM = received.vm
             onStarted = { Machine.confirmRunning(received.vm.machine, over: received.stream) }
         } else if migrationKey != nil || insecureMigration {
@@ -182,10 +183,9 @@ struct RunCommand: ParsableCommand {
         [kernel.map { _ in "--kernel" }, initrd.map { _ in "--initrd" }].compactMap { $0 }
     }
 
-    /// The options an incoming VM's own config replaces.
+    /// The options an incoming VM's own config replaces (--net names the TAPs to open instead).
     private var conflictingWithIncoming: [String] {
-        conflictingWithRestore + [restore.map { _ in "--restore" }, disks.isEmpty ? nil : "--disk",
-                                  networks.isEmpty ? nil : "--net"].compactMap { $0 }
+        conflictingWithRestore + [restore.map { _ in "--restore" }, disks.isEmpty ? nil : "--disk"].compactMap { $0 }
     }
 
     /// Prints why the guest ended when that is an error; returns the exit status.

@@ -1,7 +1,10 @@
 import Foundation
 import GuestMemory
 import Migration
+import Network
 import Posix
+import Storage
+import Virtio
 import VMState
 import X86
 
@@ -21,11 +24,13 @@ extension Machine {
     /// wrong, an `abandon` or a cut connection is an error, and no vCPU has run.
     /// After this returns the caller runs the machine and sends `running`
     /// (`confirmRunning`).
-    public static func receiveMigration(over stream: ByteStream,
+    /// - Parameter taps: TAP names for the network cards by device order (`--net`
+    ///   given with `--incoming`); missing ones open the TAP the source used.
+    public static func receiveMigration(over stream: ByteStream, taps: [String] = [],
                                         output: @escaping (UInt8) -> Void = Machine.writeToStdout) throws -> IncomingVM {
         var machine: Machine?
         do {
-            return try receive(stream, output: output, built: &machine)
+            return try receive(stream, taps: taps, output: output, built: &machine)
         } catch let error as MigrationError where error.kind == .refused {
             try? MigrationFrame.write(.refused, payload: MigrationFrame.text(error.message), to: stream)
             try? stream.flush()
@@ -42,7 +47,7 @@ extension Machine {
         }
     }
 
-    private static func receive(_ stream: ByteStream, output: @escaping (UInt8) -> Void,
+    private static func receive(_ stream: ByteStream, taps: [String], output: @escaping (UInt8) -> Void,
                                 built: inout Machine?) throws -> IncomingVM {
         // start
         let startHeader = try MigrationFrame.readHeader(from: stream)
@@ -57,19 +62,22 @@ extension Machine {
         let configHeader = try next(stream, expecting: [.config])
         let config = try MigrationConfig.decode(try MigrationFrame.readPayload(configHeader, from: stream))
         let recorded = config.machine
-        if let device = recorded.devices.first(where: { $0.kind.hasPrefix("virtio-") }) {
-            throw MigrationError(.refused, "the VM has a \(device.kind) device; migrating disks and network cards is not supported yet")
-        }
+        let devices = try incomingDevices(recorded, taps: taps)
         guard recorded.cpuCount <= MachineConfig.maximumCPUs else {
             throw MigrationError(.refused, "the VM has \(recorded.cpuCount) vCPUs; this Skiff runs at most \(MachineConfig.maximumCPUs)")
         }
         do { _ = try checkMemoryMap(recorded) } catch { throw MigrationError(.refused, "\(error)") }
         let machineConfig = MachineConfig(kernelPath: recorded.kernelPath, initrdPath: recorded.initrdPath,
                                           commandLine: recorded.commandLine, cpuCount: recorded.cpuCount,
-                                          memorySize: recorded.memorySize)
-        let machine: Machine
+                                          memorySize: recorded.memorySize, disks: devices.disks, networks: devices.networks)
+        // With disks, the source writes the images until its switch-over: they are
+        // opened (locked, qcow2 metadata read) only then, in the machine built at
+        // the state phase. Until then a machine without devices takes the memory.
+        var machine: Machine
         do {
-            machine = try Machine(building: machineConfig, needsBootFiles: false, output: output)
+            var early = machineConfig
+            if !devices.disks.isEmpty { early.disks = []; early.networks = [] }
+            machine = try Machine(building: early, needsBootFiles: false, output: output)
         } catch {
             throw MigrationError(.refused, "cannot build the VM here: \(error)")
         }
@@ -97,20 +105,72 @@ extension Machine {
                 let state = try MachineState.decodeStateFile(bytes, name: "the migration state")
                 let decoded = ContinuousClock.now
                 try state.checkConsistency(with: recorded)
-                guard state.devices.virtio.isEmpty else {
-                    throw MigrationError(.refused, "the state has virtio device state; not supported yet")
+                guard state.devices.virtio.count == devices.disks.count + devices.networks.count else {
+                    throw MigrationError(.malformed, "the state holds \(state.devices.virtio.count) virtio device(s), "
+                        + "the config \(devices.disks.count + devices.networks.count)")
+                }
+                var buildTime: Duration = .zero
+                if !devices.disks.isEmpty {
+                    let t0 = ContinuousClock.now
+                    defer { buildTime = ContinuousClock.now - t0 }
+                    // The source has flushed and unlocked its images: now open them.
+                    let memory = machine.memory
+                    built = nil
+                    do {
+                        machine = try Machine(building: machineConfig, restoredMemory: memory, needsBootFiles: false,
+                                              output: output)
+                    } catch {
+                        throw MigrationError(.refused, "cannot open the VM's devices here: \(error)")
+                    }
+                    built = machine
                 }
                 _ = try machine.restore(state, clock: .frozen)
                 try MigrationFrame.write(.ready, to: stream)
                 try stream.flush()
                 let now = ContinuousClock.now
-                machine.log.info("migration state decoded in \(milliseconds(decoded - received)), applied in \(milliseconds(now - decoded))")
+                let buildNote = devices.disks.isEmpty ? "" : "machine with its disks built in \(milliseconds(buildTime)), "
+                machine.log.info("migration state decoded in \(milliseconds(decoded - received)), \(buildNote)applied in \(milliseconds(now - decoded - buildTime))")
                 let commit = try next(stream, expecting: [.commit])
                 let flag = try MigrationFrame.readPayload(commit, from: stream)
                 guard flag.count == 1, flag[0] <= 1 else { throw MigrationError(.malformed, "commit with a bad run flag") }
                 return IncomingVM(machine: machine, startPaused: flag[0] == 0, iterations: iterations)
             }
         }
+    }
+
+    /// The devices to build, in the source's order (disks, then network cards).
+    /// A disk opens the recorded image path, which must be the same file as the
+    /// source's (shared storage; docs/migration.md, "Disks"). A network card gets
+    /// the recorded MAC and TAP name, unless `taps` overrides it (by order).
+    static func incomingDevices(_ recorded: SnapshotMachineConfig, taps: [String]) throws
+        -> (disks: [BlockDeviceConfig], networks: [NetDeviceConfig]) {
+        let virtio = recorded.devices.filter { $0.kind.hasPrefix("virtio-") }
+        let disks = virtio.filter { $0.kind == "virtio-block" }
+        let cards = virtio.filter { $0.kind == "virtio-net" }
+        guard virtio.map(\.kind) == disks.map(\.kind) + cards.map(\.kind) else {
+            throw MigrationError(.refused, "the VM's virtio devices are not disks followed by network cards: "
+                + virtio.map(\.kind).joined(separator: ", ").prefix(200))
+        }
+        guard taps.count <= cards.count else {
+            throw MigrationError(.refused, "\(taps.count) --net given, the incoming VM has \(cards.count) network card(s)")
+        }
+        let diskConfigs = try disks.enumerated().map { n, d -> BlockDeviceConfig in
+            guard let path = d.path, let format = d.format.flatMap(DiskFormat.init(rawValue:)) else {
+                throw MigrationError(.malformed, "disk \(n) has no image path or no valid format in the config")
+            }
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw MigrationError(.refused, "disk \(n): \(path) does not exist here; the destination must see the "
+                    + "same image file as the source (shared storage)")
+            }
+            return BlockDeviceConfig(path: path, readOnly: d.readOnly ?? false, serial: d.serial, format: format)
+        }
+        let netConfigs = try cards.enumerated().map { n, d -> NetDeviceConfig in
+            guard let tap = taps[safe: n] ?? d.tap, let text = d.mac, let mac = try? MACAddress(parsing: text) else {
+                throw MigrationError(.malformed, "network card \(n) has no TAP name or no valid MAC in the config")
+            }
+            return NetDeviceConfig(tap: tap, mac: mac)
+        }
+        return (diskConfigs, netConfigs)
     }
 
     /// The next header, which must be one of `kinds`; an `abandon` ends the migration.
@@ -133,6 +193,7 @@ extension Machine {
         do {
             try MigrationFrame.write(.running, to: stream)
             try stream.flush()
+            machine.announceNetworkCards()
         } catch {
             machine.stop(.failed("could not confirm the migration to the source (\(error)); the source keeps the VM"))
         }

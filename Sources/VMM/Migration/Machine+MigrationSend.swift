@@ -2,6 +2,8 @@ import Foundation
 import KVM
 import Migration
 import Posix
+import Storage
+import Virtio
 import VMState
 
 extension Machine {
@@ -19,10 +21,6 @@ extension Machine {
     public func sendMigration(over stream: ByteStream, options: MigrationOptions = MigrationOptions(),
                               progress: @escaping (MigrationProgress) -> Void = { _ in }) throws -> MigrationSummary {
         let start = ContinuousClock.now
-        guard virtio.transports.isEmpty else {
-            throw MigrationError(.refused, "cannot migrate a VM with virtio disks or network cards yet "
-                + "(this one has \(config.disks.count) disk(s) and \(config.networks.count) network card(s))")
-        }
         let wasRunning: Bool = try lock.withLock {
             let state = lifecycle.state
             try lifecycle.move(to: .migrating)
@@ -31,9 +29,10 @@ extension Machine {
         let tracker = DirtyPageTracker(vm: vm, memory: memory)
         let throttle = VCPUThrottle(gate: gate, kick: { [vcpuThreads] in for t in vcpuThreads { t.kick() } })
         var paused = false
+        var released: [DiskImage] = []
         do {
             let summary = try precopy(stream, options: options, tracker: tracker, throttle: throttle, start: start,
-                                      wasRunning: wasRunning, progress: progress, paused: &paused)
+                                      wasRunning: wasRunning, progress: progress, paused: &paused, released: &released)
             stop(.migrated)
             log.info("\(summary.text)")
             return summary
@@ -44,7 +43,8 @@ extension Machine {
             try? MigrationFrame.write(.abandon, payload: MigrationFrame.text("the source gave up: \(error)"), to: stream)
             try? stream.flush()
             stream.close()
-            // The VM stays here: back to how it was before the migration.
+            // The VM stays here: back to how it was before the migration, disks locked again first.
+            retakeDiskLocks(released)
             if paused && wasRunning {
                 try? resume()
             } else {
@@ -57,7 +57,8 @@ extension Machine {
 
     private func precopy(_ stream: ByteStream, options: MigrationOptions, tracker: DirtyPageTracker,
                          throttle: VCPUThrottle, start: ContinuousClock.Instant, wasRunning: Bool,
-                         progress: (MigrationProgress) -> Void, paused: inout Bool) throws
+                         progress: (MigrationProgress) -> Void, paused: inout Bool,
+                         released: inout [DiskImage]) throws
         -> MigrationSummary {
         // Handshake: the destination checks version and config before any memory.
         try MigrationFrame.write(.start, payload: MigrationVersion.startPayload(), to: stream)
@@ -125,6 +126,9 @@ extension Machine {
             lock.withLock { _ = try? lifecycle.move(to: .paused) }
         }
         paused = true
+        // The guest's last write is done (pause drained the queues): flushed, the
+        // images' locks go to the destination, which opens them only after this.
+        released = try handOverDisks()
         let pausedAt = ContinuousClock.now
         let last = try tracker.harvest(final: true)
         for i in pending.indices { pending[i] |= last[i] }
@@ -134,8 +138,8 @@ extension Machine {
         // Logging stays on: turning it off costs a memslot update inside the downtime,
         // and a source that migrated is torn down anyway (a failure turns it off).
         let kvmState = try vm.saveKVMState(vcpus: vcpuThreads.map(\.vcpu), msrIndices: msrIndices)
-        let state = MachineState(vcpus: kvmState.vcpus, platform: kvmState.platform,
-                                 devices: DeviceStates(serial: serial.snapshot(), virtio: []))
+        // Paused: the event loop is parked, so no frame reaches guest RAM past this point.
+        let state = MachineState(vcpus: kvmState.vcpus, platform: kvmState.platform, devices: try saveDeviceStates())
         let stateRead = ContinuousClock.now
         let stateBytes = try state.encodedStateFile()
         let stateSaved = ContinuousClock.now
@@ -177,10 +181,66 @@ extension Machine {
         _ = try MigrationFrame.readPayload(header, from: stream)
     }
 
+    /// The virtio devices as the destination rebuilds them: slot; a disk's
+    /// image path (the same file must be there: shared storage), format and
+    /// serial; a network card's TAP name and MAC.
+    func migratingDevices() -> [SnapshotMachineConfig.DeviceDescription] {
+        zip(virtio.transports, virtio.resources).compactMap { transport, resource in
+            typealias Device = SnapshotMachineConfig.DeviceDescription
+            switch transport.device {
+            case let net as VirtioNet:
+                return Device(kind: "virtio-net", address: resource.base, gsi: resource.irq,
+                              tap: net.tap.name, mac: net.mac.description)
+            case let block as VirtioBlock:
+                var d = Device(kind: "virtio-block", address: resource.base, gsi: resource.irq,
+                               path: Self.absolutePath(block.image.path), readOnly: block.image.isReadOnly,
+                               serial: block.serial)
+                d.format = block.image.format.rawValue
+                return d
+            default:
+                return nil
+            }
+        }
+    }
+
+    /// Flushes every disk and releases the lock of each writable one (paused VM).
+    /// On failure the locks already released are taken back.
+    private func handOverDisks() throws -> [DiskImage] {
+        var released: [DiskImage] = []
+        do {
+            for transport in virtio.transports {
+                guard let block = transport.device as? VirtioBlock else { continue }
+                try transport.flushDevice()
+                guard !block.image.isReadOnly else { continue }
+                try DiskImageOpener.releaseLock(of: block.image)
+                released.append(block.image)
+            }
+        } catch {
+            retakeDiskLocks(released)
+            throw error
+        }
+        return released
+    }
+
+    /// The migration failed after the hand-over: the source writes again, so it
+    /// locks again. A destination that opened the image lets go when it gives
+    /// up, so a conflict is retried for a while; it is logged if it persists
+    /// (the destination never runs the guest without commit, so no two writers).
+    func retakeDiskLocks(_ images: [DiskImage]) {
+        for image in images {
+            var lastError: Error?
+            for _ in 0..<40 {
+                do { try DiskImageOpener.retakeLock(of: image); lastError = nil; break } catch { lastError = error }
+                usleep(50_000)
+            }
+            if let lastError { log.error("migration failed: could not lock \(image.path) again: \(lastError)") }
+        }
+    }
+
     /// The config message: the machine and the host facts the guest depends on.
     func migrationConfig() throws -> MigrationConfig {
         let cpuid = try vcpuThreads[0].vcpu.cpuid().map { VCPUState.CPUIDEntry($0) }
-        return MigrationConfig(skiffVersion: Self.skiffVersion, machine: snapshotConfig(virtio: []),
+        return MigrationConfig(skiffVersion: Self.skiffVersion, machine: snapshotConfig(virtio: migratingDevices()),
                                cpuVendor: MigrationHostCheck.vendor(of: try kvm.supportedCPUID()),
                                guestCPUID: cpuid, xsaveSize: vm.xsaveSize, tscKHz: try? vcpuThreads[0].vcpu.tscKHz())
     }
