@@ -7,8 +7,8 @@ over loopback TCP.
 The guest is the `count` firmware (a CPL3 loop printing `count N` every
 `count.every` increments; here every 2x10^6, a line every few milliseconds),
 idle with 256 MiB and 1 GiB of RAM (4 GiB with --sizes), and a memory-dirtying
-one (`count.dirty=32`: 32 MiB rewritten round-robin, its pages checked before
-every line). For each configuration, over N runs (alternating VMMs, so drift
+one (256 MiB, `count.dirty=32`: 32 MiB rewritten round-robin, a page every 64
+increments, its pages checked before every line; --dirty to change). For each configuration, over N runs (alternating VMMs, so drift
 hits all alike):
   * total: the VMM's own figure (Skiff: the `migrated: total ...` summary of
     `skiff migrate`; QEMU: `query-migrate`'s total-time);
@@ -27,7 +27,9 @@ hits all alike):
     (Skiff skips it, QEMU sends a zero-page marker), so its figure is dominated
     by fixed costs; the dirtying guest's is the meaningful one.
 Prints medians (min-max) side by side with the ratio Skiff/QEMU (against
-QEMU's default downtime limit).
+QEMU's default downtime limit). QEMU runs with its defaults (no auto-converge);
+a QEMU migration still going after 60 s is cancelled and counted as not
+finished ("[k/N]" after a cell: only k of N runs finished).
 
     Benchmarks/migration-bench.py [--runs N] [--sizes 256M,1G] [--skiff PATH]
 """
@@ -41,6 +43,7 @@ wait_for_socket = snapshot_bench.wait_for_socket
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVERY = 2000000
+QEMU_BOUND = 60  # s; QEMU has no auto-converge by default, so a fast dirtier may never finish
 LINE = re.compile(rb"^count (\d+)$")
 
 
@@ -175,10 +178,14 @@ def qemu_round(elf, memory, extra, downtime_ms, work):
         if downtime_ms is not None:
             qmp.cmd("migrate-set-parameters", **{"downtime-limit": downtime_ms})
         qmp.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+        deadline = time.perf_counter() + QEMU_BOUND
         while True:
             info = qmp.cmd("query-migrate")
             if info.get("status") in ("completed", "failed", "cancelled"):
                 break
+            if time.perf_counter() > deadline:
+                qmp.cmd("migrate_cancel")
+                return None  # did not converge within the bound
             time.sleep(0.001)
         if info["status"] != "completed":
             raise RuntimeError(f"QEMU migrate: {info}")
@@ -190,16 +197,19 @@ def qemu_round(elf, memory, extra, downtime_ms, work):
         stop(dst)
 
 
-def cell(values, scale, fmt="{:.1f}"):
+def cell(values, scale, fmt, runs):
     v = [x * scale for x in values]
-    return f"{fmt.format(statistics.median(v))} ({fmt.format(min(v))}-{fmt.format(max(v))})"
+    if not v:
+        return "did not finish"
+    done = "" if len(v) == runs else f" [{len(v)}/{runs}]"
+    return f"{fmt.format(statistics.median(v))} ({fmt.format(min(v))}-{fmt.format(max(v))}){done}"
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--sizes", default="256M,1G")
-    ap.add_argument("--dirty", default="1G:count.dirty=32", help="RAM:options of the dirtying guest ('' for none)")
+    ap.add_argument("--dirty", default="256M:count.dirty=32", help="RAM:options of the dirtying guest ('' for none)")
     ap.add_argument("--skiff", default=os.path.join(REPO, ".build", "release", "skiff"))
     args = ap.parse_args()
     if not os.path.exists(args.skiff):
@@ -220,7 +230,7 @@ def main():
             ("QEMU 10ms", lambda m, x, w: qemu_round(elf, m, x, 10, w))]
     print(f"migration-bench: count firmware (count.every={EVERY}), loopback TCP, {args.runs} runs each, "
           f"medians (min-max); load average {os.getloadavg()[0]:.1f}")
-    print(f"{'guest':<16}{'figure':<22}" + "".join(f"{n:>26}" for n, _ in vmms) + f"{'key/QEMU':>10}{'plain/QEMU':>11}")
+    print(f"{'guest':<20}{'figure':<22}" + "".join(f"{n:>26}" for n, _ in vmms) + f"{'key/QEMU':>10}{'plain/QEMU':>11}")
     try:
         for memory, label, options in configs:
             results = {n: [] for n, _ in vmms}
@@ -235,11 +245,12 @@ def main():
                     ("stall, guest (ms)", 2, 1000.0, "{:.2f}"), ("line period (ms)", 3, 1000.0, "{:.2f}"),
                     ("bytes (MiB)", 4, 1 / 1048576, "{:.1f}"), ("throughput (MiB/s)", None, 1.0, "{:.0f}")]
             for row, i, scale, fmt in rows:
-                col = {n: ([r[4] / 1048576 / r[0] for r in rs] if i is None else [r[i] for r in rs])
+                col = {n: ([r[4] / 1048576 / r[0] for r in rs if r] if i is None else [r[i] for r in rs if r])
                        for n, rs in results.items()}
-                med = {n: statistics.median(v) for n, v in col.items()}
-                ratio = lambda n: f"{med[n] / med['QEMU']:.2f}" if med["QEMU"] else "-"
-                print(f"{memory + ' ' + label:<16}{row:<22}" + "".join(f"{cell(col[n], scale, fmt):>26}" for n, _ in vmms)
+                med = {n: statistics.median(v) if v else None for n, v in col.items()}
+                ratio = lambda n: f"{med[n] / med['QEMU']:.2f}" if med[n] is not None and med["QEMU"] else "-"
+                print(f"{memory + ' ' + label:<20}{row:<22}"
+                      + "".join(f"{cell(col[n], scale, fmt, args.runs):>26}" for n, _ in vmms)
                       + f"{ratio('skiff key'):>10}{ratio('skiff plain'):>11}", flush=True)
     finally:
         shutil.rmtree(keydir, ignore_errors=True)

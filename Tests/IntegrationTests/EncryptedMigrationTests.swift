@@ -83,6 +83,34 @@ struct EncryptedMigrationTests {
         }
     }
 
+    /// A destination that stops answering mid-transfer (SIGSTOP) ends an encrypted
+    /// migration after the 30 s stream limit, as it does a plain one: the source's
+    /// guest runs on. (The encrypted stream once waited forever.)
+    @Test func aDestinationThatFallsSilentTimesTheEncryptedStreamOut() throws {
+        let dir = try Shell.temporaryDirectory("enc-silent")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let key = try Self.makeKey(dir, "migration.key")
+        let pair = try MigrationPair(name: "enc-silent", every: 20_000_000, extra: "count.dirty=32",
+                                     security: ["--migration-key", key])
+        try #require(pair.waitUntilReady(counts: 2), "not ready: \(pair.source.errors.text)")
+        let destination = pair.destination.process.processIdentifier
+        let stopper = Thread {
+            _ = pair.destination.errors.waitFor("VM built", timeout: 60)
+            kill(destination, SIGSTOP)
+        }
+        stopper.start()
+        let run = try pair.migrate(timeout: 120)
+        defer { kill(destination, SIGKILL); kill(destination, SIGCONT); _ = pair.destination.waitForExit(timeout: 30) }
+        #expect(run.status != 0, "the migration claimed success: \(run.stdout)")
+        #expect(run.stderr.contains("nothing for 30"), "\(run.stderr)")
+        #expect(run.seconds < 90, "took \(run.seconds) s")
+        let n = pair.source.counts.count
+        #expect(pair.source.waitForCounts(n + 3, timeout: 60), "the source guest stopped: \(pair.source.errors.text.suffix(400))")
+        #expect(pair.unbroken(pair.source.counts))
+        #expect(try SkiffProcess.run(["shutdown", "--api-socket", pair.socket], timeout: 30).status == 0)
+        #expect(pair.source.waitForExit(timeout: 30) == 0)
+    }
+
     @Test func aDestinationWithAnotherKeyIsRefusedBeforeAnyGuestByte() throws {
         let dir = try Shell.temporaryDirectory("enc-wrong")
         defer { try? FileManager.default.removeItem(at: dir) }
