@@ -173,6 +173,7 @@ struct RunCommand: ParsableCommand {
     /// Prints why the guest ended when that is an error; returns the exit status.
     static func report(_ exit: MachineExit) -> Int32 {
         switch exit {
+        case .migrated: printError("skiff: \(exit.summary)")
         case .crashed: printError("skiff: \(exit.summary)")
         case .failed: printError("skiff: error: \(exit.summary)")
         default: break
