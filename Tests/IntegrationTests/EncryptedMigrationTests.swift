@@ -45,7 +45,7 @@ struct EncryptedMigrationTests {
         #expect(run.status == 0, "\(what): skiff migrate: \(run.stderr)")
         #expect(run.stdout.hasPrefix("migrated: total "), "\(what): \(run.stdout)")
         #expect(pair.source.waitForExit(timeout: 30) == 0, "\(what): source: \(pair.source.errors.text)")
-        #expect(pair.source.errors.text.contains("skiff: migrated"), "\(what)")
+        #expect(pair.source.errors.waitFor("skiff: migrated", timeout: 10), "\(what): \(pair.source.errors.text)")
         let before = pair.source.output.text
         #expect(pair.destination.output.waitFor("count \(pair.every * UInt64(MigrationPair.counts(before).count + 3))\n",
                                                 timeout: 60), "\(what): destination: \(pair.destination.errors.text)")
