@@ -4,7 +4,8 @@ import Glibc
 #endif
 
 /// Whole-buffer send and receive on a stream socket, blocking or not, with an
-/// optional deadline (the handshake has one; the stream after it does not).
+/// optional deadline (the handshake has one; the stream after it, its
+/// `idleTimeout` per message, if set).
 struct SocketIO {
     let fd: Int32
 
