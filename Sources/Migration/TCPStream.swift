@@ -14,6 +14,8 @@ public final class TCPStream: ByteStream, @unchecked Sendable {
     private let capacity = 256 << 10
     private var used = 0
     private var isClosed = false
+    /// The send/receive limit set by `setTimeout`, carried over to a secure channel.
+    public private(set) var timeoutSeconds: Int?
 
     /// Takes ownership of a connected socket.
     public init(socket: Int32) {
@@ -49,6 +51,7 @@ public final class TCPStream: ByteStream, @unchecked Sendable {
     /// Send and receive time limits: a peer that goes silent ends the migration
     /// with an error instead of hanging it.
     public func setTimeout(seconds: Int) {
+        timeoutSeconds = seconds
         var tv = timeval(tv_sec: seconds, tv_usec: 0)
         setsockopt(fileDescriptor, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fileDescriptor, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))

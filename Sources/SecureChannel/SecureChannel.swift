@@ -19,7 +19,7 @@ import Glibc
 /// allows). Writes are buffered into messages of up to 65519 plaintext bytes;
 /// reads decrypt whole messages and hand out their bytes. The first failed
 /// authentication kills the channel: that read and every later call throw
-/// `ByteStreamError.corrupt`.
+/// `ByteStreamError.corrupt`. So does a peer silent for `idleTimeout`.
 ///
 /// One thread may write while another reads; `close` may come from any thread.
 /// The channel owns the socket and closes it when released.
@@ -40,6 +40,13 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
     private let state = Mutex(State.open)
     /// False once a failed handshake hands the socket back to its caller.
     private var ownsSocket = true
+
+    /// A peer that sends (or takes) nothing for this long ends the read (or
+    /// write) with `SecureChannelError.idle`, and the channel dies; nil waits
+    /// forever. Set it before use. The socket's SO_RCVTIMEO cannot do this: a
+    /// timed-out recv comes back as EAGAIN, which `SocketIO` waits out in poll.
+    public var idleTimeout: Duration?
+    private var idleDeadline: SocketIO.Deadline? { idleTimeout.map { SocketIO.Deadline(after: $0) } }
 
     // Send side: touched only by the writing thread.
     private var sendCipher: NoiseCipherState
@@ -104,7 +111,7 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
         while !rest.isEmpty {
             if pending.isEmpty && rest.count >= Self.maxPlaintext {
                 // A whole message straight from the caller's buffer: no copy into `pending`.
-                try sendMessage(UnsafeRawBufferPointer(rebasing: rest[..<Self.maxPlaintext]))
+                try sendMessage(UnsafeRawBufferPointer(rebasing: rest[..<Self.maxPlaintext]), deadline: idleDeadline)
                 rest = UnsafeRawBufferPointer(rebasing: rest[Self.maxPlaintext...])
                 continue
             }
@@ -134,16 +141,23 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
     }
 
     /// A call that was blocked when another thread closed the channel sees
-    /// the socket shut down; it reports `closed`, not a vanished peer.
+    /// the socket shut down; it reports `closed`, not a vanished peer. A
+    /// deadline passed is `idle` (the handshake's own is `timedOut`), and
+    /// kills the channel: a message may be half sent or half read.
     private func closedInstead(of error: Error) -> Error {
-        state.withLock { $0 } == .closed ? ByteStreamError.closed : error
+        if state.withLock({ $0 }) == .closed { return ByteStreamError.closed }
+        if case SecureChannelError.timedOut(let limit) = error {
+            _ = kill("the peer sent or took nothing for \(limit)")
+            return SecureChannelError.idle(limit)
+        }
+        return error
     }
 
     private func readMessages(into buffer: UnsafeMutableRawBufferPointer) throws {
         var filled = 0
         while filled < buffer.count {
             if plainStart == plain.count {
-                try receiveMessage(deadline: nil)
+                try receiveMessage(deadline: idleDeadline)
                 continue
             }
             let n = min(buffer.count - filled, plain.count - plainStart)
@@ -169,7 +183,7 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
     // MARK: Messages
 
     private func sendPending() throws {
-        try pending.withUnsafeBytes { try sendMessage($0) }
+        try pending.withUnsafeBytes { try sendMessage($0, deadline: idleDeadline) }
         pending.removeAll(keepingCapacity: true)
     }
 

@@ -1,5 +1,6 @@
 /// Why a secure channel could not be set up. Once set up, a channel reports
-/// failures as `ByteStreamError` (authentication failures as `.corrupt`).
+/// failures as `ByteStreamError` (authentication failures as `.corrupt`), and
+/// a peer silent for its `idleTimeout` as `.idle`.
 public enum SecureChannelError: Error, Equatable, CustomStringConvertible, Sendable {
     /// The handshake failed authentication: the peer holds another key (or
     /// someone on the path altered or replayed handshake messages).
@@ -11,6 +12,8 @@ public enum SecureChannelError: Error, Equatable, CustomStringConvertible, Senda
     case timedOut(Duration)
     /// Handshake bytes that break the protocol's framing.
     case malformedHandshake(String)
+    /// After the handshake: the peer sent or took nothing for this long.
+    case idle(Duration)
 
     public var description: String {
         switch self {
@@ -22,6 +25,8 @@ public enum SecureChannelError: Error, Equatable, CustomStringConvertible, Senda
             return "migration handshake failed: no answer from the peer within \(timeout)"
         case .malformedHandshake(let why):
             return "migration handshake failed: \(why)"
+        case .idle(let limit):
+            return "the peer sent or took nothing for \(limit)"
         }
     }
 }

@@ -4,7 +4,8 @@ import Glibc
 #endif
 
 /// Whole-buffer send and receive on a stream socket, blocking or not, with an
-/// optional deadline (the handshake has one; the stream after it does not).
+/// optional deadline (the handshake has one; the stream after it, its
+/// `idleTimeout` per message, if set).
 struct SocketIO {
     let fd: Int32
 
@@ -33,7 +34,9 @@ struct SocketIO {
         var sent = 0
         while sent < bytes.count {
             // MSG_NOSIGNAL: a closed peer is an error here, not a SIGPIPE that kills the VMM.
-            let n = send(fd, bytes.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL) | (more ? Int32(MSG_MORE) : 0))
+            // With a deadline, never block in send(2) itself: a full socket waits in poll, which has the limit.
+            let flags = Int32(MSG_NOSIGNAL) | (more ? Int32(MSG_MORE) : 0) | (deadline == nil ? 0 : Int32(MSG_DONTWAIT))
+            let n = send(fd, bytes.baseAddress! + sent, bytes.count - sent, flags)
             if n >= 0 {
                 sent += n
                 continue

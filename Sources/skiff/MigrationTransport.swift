@@ -27,12 +27,14 @@ enum MigrationTransport {
                 connection.close()
                 throw MigrationError(.usage, "\(error)")
             }
+            let idle = connection.timeoutSeconds
             let socket = connection.releaseSocket()
             do {
-                switch role {
-                case .source: return try SecureChannel.initiator(socket: socket, key: key)
-                case .destination: return try SecureChannel.responder(socket: socket, key: key)
-                }
+                let channel = role == .source ? try SecureChannel.initiator(socket: socket, key: key)
+                                              : try SecureChannel.responder(socket: socket, key: key)
+                // The TCP stream's limit on a silent peer holds for the encrypted one too.
+                channel.idleTimeout = idle.map { .seconds($0) }
+                return channel
             } catch {
                 // The handshake failed: the socket is still ours to close.
                 shutdown(socket, Int32(SHUT_RDWR))

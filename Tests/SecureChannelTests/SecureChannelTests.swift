@@ -270,6 +270,26 @@ import Testing
         initiator.close()
     }
 
+    /// After the handshake, `idleTimeout` ends a read from a silent peer and a
+    /// write to a peer that takes nothing, and the channel is dead after it.
+    @Test func aSilentPeerAfterTheHandshakeTimesOutWithIdleTimeout() throws {
+        let (a, b) = socketPair()
+        let (i, r) = handshake(initiator: a, responder: b, initiatorKey: key, responderKey: key)
+        let initiator = try i.get(), responder = try r.get()
+        defer { initiator.close(); responder.close() }
+        responder.idleTimeout = .milliseconds(200)
+        initiator.idleTimeout = .milliseconds(200)
+        var started = ContinuousClock.now
+        #expect(throws: SecureChannelError.idle(.milliseconds(200))) { _ = try responder.read(count: 10) }
+        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(throws: ByteStreamError.self) { _ = try responder.read(count: 10) }
+        // Nobody reads the responder's side: the socket buffers fill, then the write times out.
+        started = ContinuousClock.now
+        let big = [UInt8](repeating: 7, count: 64 << 20)
+        #expect(throws: SecureChannelError.idle(.milliseconds(200))) { try initiator.write(big) }
+        #expect(ContinuousClock.now - started < .seconds(10))
+    }
+
     @Test func aSilentPeerTimesTheHandshakeOut() throws {
         let (a, b) = socketPair()
         defer { close(a); close(b) }

@@ -2,7 +2,9 @@ import Foundation
 
 /// A TCP relay between a migration source and its destination that cuts both
 /// connections once `cutAfter` bytes went from source to destination: the
-/// "connection dropped at a random point" of the failure tests.
+/// "connection dropped at a random point" of the failure tests. With
+/// `recording`, it also keeps every byte the source sent (what an
+/// eavesdropper on the link would see).
 final class CuttingRelay: @unchecked Sendable {
     let port: UInt16
     private let listener: Int32
@@ -11,10 +13,14 @@ final class CuttingRelay: @unchecked Sendable {
     private let lock = NSLock()
     private var forwarded = 0
     private(set) var cut = false
+    private let recording: Bool
+    private var recorded: [UInt8] = []
+    private var finished = false
 
-    init(to target: UInt16, cutAfter: Int) throws {
+    init(to target: UInt16, cutAfter: Int = .max, recording: Bool = false) throws {
         self.target = target
         self.cutAfter = cutAfter
+        self.recording = recording
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = Self.loopback(0)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -27,6 +33,20 @@ final class CuttingRelay: @unchecked Sendable {
     }
 
     deinit { close(listener) }
+
+    /// The bytes from source to destination so far, and whether both directions
+    /// have ended (the recording is complete).
+    var recordedBytes: (bytes: [UInt8], complete: Bool) { lock.withLock { (recorded, finished) } }
+
+    /// Waits up to `timeout` seconds for the relayed connection to end.
+    func waitUntilFinished(timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if lock.withLock({ finished }) { return true }
+            usleep(10_000)
+        }
+        return false
+    }
 
     private static func loopback(_ port: UInt16) -> sockaddr_in {
         var a = sockaddr_in()
@@ -47,6 +67,7 @@ final class CuttingRelay: @unchecked Sendable {
         pump(from: client, to: server, counted: true)
         shutdown(client, Int32(SHUT_RDWR)); shutdown(server, Int32(SHUT_RDWR))
         close(client); close(server)
+        lock.withLock { finished = true }
     }
 
     private func pump(from: Int32, to: Int32, counted: Bool) {
@@ -64,7 +85,10 @@ final class CuttingRelay: @unchecked Sendable {
                     shutdown(to, Int32(SHUT_RDWR))
                     return
                 }
-                lock.withLock { forwarded += n }
+                lock.withLock {
+                    forwarded += n
+                    if recording { recorded.append(contentsOf: buffer[0..<n]) }
+                }
             }
             var done = 0
             while done < n {

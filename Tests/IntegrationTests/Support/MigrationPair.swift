@@ -11,17 +11,25 @@ final class MigrationPair {
     let source: BackgroundVM
     let destination: BackgroundVM
     let every: UInt64
+    /// `--insecure-migration` or `--migration-key FILE`, as each end was given it.
+    let sourceSecurity: [String]
+    let destinationSecurity: [String]
 
+    /// - Parameters: security, destinationSecurity: the ends' stream protection
+    ///   (default plain TCP; the destination takes the source's unless told).
     init(name: String, cpus: Int = 1, memory: String = "128M", every: UInt64 = 2_000_000, extra: String = "",
-         destinationPort: UInt16? = nil) throws {
+         destinationPort: UInt16? = nil, security: [String] = ["--insecure-migration"],
+         destinationSecurity: [String]? = nil) throws {
         dir = try Shell.temporaryDirectory(name)
         socket = dir.appendingPathComponent("src.sock").path
         destinationSocket = dir.appendingPathComponent("dst.sock").path
         self.every = every
         let chosen = destinationPort ?? Self.freePort()
         port = chosen
-        destination = try BackgroundVM(["run", "--incoming", "tcp:127.0.0.1:\(chosen)",
-                                        "--insecure-migration", "--log-level", "info", "--api-socket", destinationSocket])
+        sourceSecurity = security
+        self.destinationSecurity = destinationSecurity ?? security
+        destination = try BackgroundVM(["run", "--incoming", "tcp:127.0.0.1:\(chosen)"] + self.destinationSecurity
+                                       + ["--log-level", "info", "--api-socket", destinationSocket])
         source = try BackgroundVM(["run", "--kernel", try Firmware.path("count"), "--memory", memory, "--cpus", String(cpus),
                                    "--cmdline", "count.every=\(every) \(extra)", "--api-socket", socket])
     }
@@ -37,8 +45,8 @@ final class MigrationPair {
 
     /// `skiff migrate` to `port` (default: the destination's).
     func migrate(to target: UInt16? = nil, timeout: Double = 180) throws -> SkiffRun {
-        try SkiffProcess.run(["migrate", "--api-socket", socket, "--insecure-migration",
-                              "tcp:127.0.0.1:\(target ?? port)"], timeout: timeout)
+        try SkiffProcess.run(["migrate", "--api-socket", socket] + sourceSecurity
+                             + ["tcp:127.0.0.1:\(target ?? port)"], timeout: timeout)
     }
 
     /// A port nobody listens on now (bound, read, released).
