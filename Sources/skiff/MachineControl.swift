@@ -100,8 +100,7 @@ final class MachineControl: VMControl, @unchecked Sendable {
         if let machine {
             state = machine.runState.apiName
             let c = machine.counters
-            counters["uptime_ms"] = UInt64(c.uptime.components.seconds) * 1000
-                + UInt64(c.uptime.components.attoseconds / 1_000_000_000_000_000)
+            counters["uptime_ms"] = Self.wholeMilliseconds(c.uptime)
             counters["exits"] = c.exits
             if let m = lock.withLock({ migration }) {
                 counters["migration_iteration"] = UInt64(m.iteration)
@@ -119,10 +118,15 @@ final class MachineControl: VMControl, @unchecked Sendable {
             return SnapshotProgressInfo(phase: r.phase.rawValue, memoryBytes: r.memoryBytes,
                                         memoryBytesScanned: r.memoryBytesScanned, memoryBytesWritten: r.memoryBytesWritten,
                                         diskBytesCopied: r.diskBytesCopied,
-                                        elapsedMs: UInt64(r.elapsed.components.seconds) * 1000
-                                            + UInt64(r.elapsed.components.attoseconds / 1_000_000_000_000_000))
+                                        elapsedMs: Self.wholeMilliseconds(r.elapsed))
         }
         return VMInfo(state: state, config: vmConfig, counters: counters, snapshot: snapshot)
+    }
+
+    /// A non-negative duration in whole milliseconds, as the API's `_ms` fields give it.
+    private static func wholeMilliseconds(_ d: Duration) -> UInt64 {
+        let (seconds, attoseconds) = d.components
+        return seconds < 0 ? 0 : UInt64(seconds) * 1000 + UInt64(attoseconds / 1_000_000_000_000_000)
     }
 
     func pause() throws {
