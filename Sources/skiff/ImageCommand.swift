@@ -13,6 +13,7 @@ struct ImageCommand: ParsableCommand {
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "create",
             abstract: "Create a new image (qcow2 by default; sparse either way).",
             discussion: "Examples:\n  skiff image create --size 8G disk.qcow2\n  skiff image create --backing base.qcow2 overlay.qcow2")
 
@@ -73,7 +74,8 @@ struct ImageCommand: ParsableCommand {
     }
 
     struct Info: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show format, virtual size, allocated bytes and the backing chain.")
+        static let configuration = CommandConfiguration(
+            commandName: "info", abstract: "Show format, virtual size, allocated bytes and the backing chain.")
 
         @Flag(name: [.customShort("U"), .customLong("force-share")], help: "Read an image that another process has open for writing.")
         var forceShare = false
@@ -92,6 +94,7 @@ struct ImageCommand: ParsableCommand {
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "check",
             abstract: "Check a qcow2 image for leaked clusters and corruption.",
             discussion: "Exit status as qemu-img check: 0 no errors, 2 corruption, 3 leaked clusters only, 1 the check failed.")
 

@@ -149,10 +149,13 @@ import Testing
         #expect(try ByteSize(parsing: "8G").bytes == 8 << 30)
         #expect(try ByteSize(parsing: "64KiB").bytes == 64 << 10)
         #expect(try ByteSize(parsing: "4096").bytes == 4096)
+        #expect(try ByteSize(parsing: " \t256M \n").bytes == 256 << 20)
         #expect(ByteSize(bytes: 8 << 30).description == "8G")
         expectStorageError(.invalidArgument) { _ = try ByteSize(parsing: "12X") }
         expectStorageError(.invalidArgument) { _ = try ByteSize(parsing: "99999999999P") }
         expectStorageError(.invalidArgument) { _ = try ByteSize(parsing: "") }
+        expectStorageError(.invalidArgument) { _ = try ByteSize(parsing: "  ") }
+        expectStorageError(.invalidArgument) { _ = try ByteSize(parsing: "2 56M") }
         expectStorageError(.invalidArgument) { _ = try ByteSize(parsing: "-1M") }
     }
 }
