@@ -111,6 +111,7 @@ struct LinuxMigrationNetTests {
             usleep(20_000)
         }
         #expect(learned == "lanB", "the switch did not learn B's port within 2 s: \(learned ?? "nothing")")
+        let learnedAfter = Date().timeIntervalSince(moved)
 
         // The same connection goes on: the guest's per-connection count continues.
         #expect(exchange("after-1", timeout: 300),
@@ -129,6 +130,7 @@ struct LinuxMigrationNetTests {
             usleep(200_000)
         }
         #expect(neighbour.contains(Self.mac), "no gratuitous ARP from the guest: '\(neighbour)'")
+        let garpAfter = Date().timeIntervalSince(moved)
         #expect(destination.errors.waitFor("acknowledged by the guest", timeout: 30), "\(destination.errors.text.suffix(800))")
         #expect(destination.errors.text.contains("guest announce requested"), "\(destination.errors.text.suffix(800))")
 
@@ -138,7 +140,14 @@ struct LinuxMigrationNetTests {
                 "console: \(destination.output.text.suffix(1500))")
         #expect(destination.waitForExit(timeout: 300) == 0, "destination: \(destination.errors.text.suffix(800))")
         let console = source.output.text + destination.output.text
-        #expect(!console.contains("FAIL") && !console.contains("Oops") && !console.contains("soft lockup"),
-                "console: \(console.suffix(3000))")
+        #expect(!console.contains("FAIL") && !console.contains("Oops"), "console: \(console.suffix(3000))")
+        // The move (its downtime) must not look like a stuck CPU to the guest. Only
+        // the destination's console counts: on a loaded kvm_pvm host the source's
+        // guest may report one before anything moved (its first TCP connect runs
+        // the kernel's ChaCha RNG in emulated CPL0 code for tens of seconds).
+        #expect(!destination.output.text.contains("soft lockup"), "console: \(destination.output.text.suffix(3000))")
+        print("LinuxMigrationNetTests: switch on lanB \(Int(learnedAfter * 1000)) ms after the source exited, "
+            + "the guest's gratuitous ARP seen within \(Int(garpAfter * 1000)) ms; "
+            + destination.errors.text.split(separator: "\n").filter { $0.contains("announce") }.joined(separator: " | "))
     }
 }
