@@ -61,7 +61,7 @@ enum NetworkAnnounce {
             func pending() -> Bool { guestCards.contains { i in cards[i].transport.withDevice { _ in cards[i].card.isAnnouncePending } } }
             while pending(), Date() < deadline { usleep(50_000) }
             let acks = guestCards.reduce(0) { n, i in n + cards[i].transport.withDevice { _ in cards[i].card.announceAcks } }
-            log(pending() ? "guest announce: \(acks) acknowledged, one still pending (a paused guest answers when it runs)"
+            log(pending() ? "guest announce: \(acks) acknowledged, a request still pending (a paused guest answers when it runs)"
                           : "guest announce: \(acks) acknowledged by the guest")
         }
         thread.name = "skiff-announce"
