@@ -39,7 +39,7 @@ if [ $print_dir = 1 ]; then echo "$out"; exit 0; fi
 if [ -f "$out/.done" ]; then echo "$out"; exit 0; fi
 
 # Only the applets /init uses (each cpio entry costs emulated kernel time).
-applets="sh mount reboot dd md5sum cmp ip ping cat ls grep tr dmesg"
+applets="sh mount reboot dd md5sum cmp ip ping cat ls grep tr dmesg nc"
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT

@@ -11,10 +11,11 @@ import Virtio
 /// after the KVM state, so an interrupt a device raises while being restored is
 /// not overwritten by the interrupt controllers' saved state.
 public struct DeviceStates: Codable, Equatable, Sendable {
-    public static let version = 1
+    /// 2 added `VirtioDeviceState.net` and the network card's control queue (a third queue).
+    public static let version = 2
     /// At most this many virtio devices (far above the MMIO slots a machine has).
     public static let maxVirtioDevices = 64
-    /// A virtio device has at most this many queues here (block 1, net 2).
+    /// A virtio device has at most this many queues here (block 1, net 3; 2 before version 2).
     public static let maxQueues = 64
 
     public var formatVersion: Int = DeviceStates.version
@@ -68,16 +69,33 @@ public struct VirtioDeviceState: Codable, Equatable, Sendable {
         }
     }
 
+    /// A network card's state beyond its transport (version 2; nil in version 1
+    /// and for disks).
+    public struct NetState: Codable, Equatable, Sendable {
+        /// VIRTIO_NET_S_ANNOUNCE was set and not yet acknowledged by the driver.
+        public var announcePending: Bool
+        /// The card offered CTRL_VQ and GUEST_ANNOUNCE; false for one first
+        /// restored from a version-1 state, which keeps its old feature set.
+        public var offersControlQueue: Bool
+
+        public init(announcePending: Bool, offersControlQueue: Bool) {
+            self.announcePending = announcePending
+            self.offersControlQueue = offersControlQueue
+        }
+    }
+
     public var mmioBase: UInt64
     public var gsi: UInt32
     public var transport: VirtioTransportState
     public var backend: Backend
+    public var net: NetState?
 
-    public init(mmioBase: UInt64, gsi: UInt32, transport: VirtioTransportState, backend: Backend) {
+    public init(mmioBase: UInt64, gsi: UInt32, transport: VirtioTransportState, backend: Backend, net: NetState? = nil) {
         self.mmioBase = mmioBase
         self.gsi = gsi
         self.transport = transport
         self.backend = backend
+        self.net = net
     }
 
     func validate(slot: Int) throws {
@@ -91,6 +109,7 @@ public struct VirtioDeviceState: Codable, Equatable, Sendable {
             throw fail("\(transport.queues.count) queues (at most \(DeviceStates.maxQueues))")
         }
         if case .net(let mac) = backend, mac.count != 6 { throw fail("MAC address has \(mac.count) bytes") }
+        if net != nil, backend.deviceType != VirtioDeviceType.net { throw fail("network card state on a disk") }
     }
 }
 

@@ -10,8 +10,11 @@ extension VirtioDeviceState {
     ///   - mmioBase: where the machine placed the transport.
     ///   - gsi: the interrupt line it raises.
     public init(transport: VirtioMMIOTransport, mmioBase: UInt64, gsi: UInt32) throws {
+        let net = transport.withDevice { device in
+            (device as? VirtioNet).map { NetState(announcePending: $0.isAnnouncePending, offersControlQueue: $0.offersControlQueue) }
+        }
         self.init(mmioBase: mmioBase, gsi: gsi, transport: transport.saveState(),
-                  backend: try Self.backend(of: transport.device))
+                  backend: try Self.backend(of: transport.device), net: net)
     }
 
     /// Checks that `transport` fronts the device this state was saved from, then
@@ -39,11 +42,35 @@ extension VirtioDeviceState {
             throw DeviceStateError(message: "the device at 0x\(String(mmioBase, radix: 16)) was of type "
                 + "\(backend.deviceType), the new one is of type \(current.deviceType)")
         }
+        var saved = self.transport
+        if let card = transport.device as? VirtioNet {
+            let offers = try Self.adaptNetQueues(&saved, card: card, net: net, at: mmioBase)
+            transport.withDevice { _ in card.offersControlQueue = offers }
+        }
         do {
-            try transport.restoreState(self.transport)
+            try transport.restoreState(saved)
         } catch {
             throw DeviceStateError(message: "virtio device at 0x\(String(mmioBase, radix: 16)): \(error)")
         }
+        if let card = transport.device as? VirtioNet, let net {
+            transport.withDevice { _ in card.restoreAnnounce(pending: net.announcePending) }
+        }
+    }
+
+    /// A network card saved before the control queue existed (version 1: two
+    /// queues, no `net`) gets an unused third queue and keeps offering the
+    /// feature set its driver negotiated with. Returns whether the card offers
+    /// the control queue.
+    static func adaptNetQueues(_ saved: inout VirtioTransportState, card: VirtioNet, net: NetState?,
+                               at mmioBase: UInt64) throws -> Bool {
+        guard saved.queues.count == card.queueMaxSizes.count - 1 else { return net?.offersControlQueue ?? true }
+        let negotiated = saved.driverFeatures & (VirtioNet.Feature.controlQueue | VirtioNet.Feature.guestAnnounce)
+        guard net == nil, negotiated == 0 else {
+            throw DeviceStateError(message: "the network card at 0x\(String(mmioBase, radix: 16)) has no control queue "
+                + "but its driver negotiated one")
+        }
+        saved.queues.append(QueueState(maxSize: VirtioNet.controlQueueSize))
+        return false
     }
 
     static func backend(of device: VirtioDevice) throws -> Backend {

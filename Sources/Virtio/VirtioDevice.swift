@@ -18,6 +18,9 @@ public protocol VirtioDevice: AnyObject {
     /// Writes configuration space (ignored where the device has nothing writable).
     func writeConfig(offset: Int, data: UnsafeRawBufferPointer)
 
+    /// Whether the driver's feature set is consistent (§2.2.2: dependencies such
+    /// as one feature requiring another). False leaves FEATURES_OK clear.
+    func acceptsFeatures(_ features: UInt64) -> Bool
     /// The driver set DRIVER_OK: start using the queues in `context`. Throwing marks
     /// the device DEVICE_NEEDS_RESET.
     func activate(_ context: VirtioDeviceContext) throws

@@ -88,6 +88,80 @@ import Testing
         #expect(throws: DeviceStateError.self) { try saved.restore(into: disk.newTransport()) }
     }
 
+    /// A network card over a TAP of its own in this namespace (gone when the device closes it).
+    static let canMakeTap = getuid() == 0 && FileManager.default.fileExists(atPath: "/dev/net/tun")
+
+    /// A virtio-net transport whose driver took CTRL_VQ + GUEST_ANNOUNCE and set up all three queues.
+    static func runningCard() throws -> (VirtioNet, VirtioMMIOTransport, GuestMemory, EventLoop) {
+        let card = try VirtioNet(config: NetDeviceConfig(tap: "skds\(getpid() % 100_000)x\(UInt16.random(in: 0...9999))"), queueSize: 16)
+        let loop = try EventLoop()
+        let memory = try GuestMemory(ranges: [(GuestAddress(0), 1 << 20)])
+        let t = try VirtioMMIOTransport(device: card, memory: memory, interrupt: Line(), eventLoop: loop)
+        func w(_ offset: UInt64, _ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { t.write(offset: offset, data: $0) } }
+        let features = VirtioNet.Feature.status | VirtioNet.Feature.controlQueue | VirtioNet.Feature.guestAnnounce
+        w(0x70, 1); w(0x70, 3)
+        w(0x24, 0); w(0x20, UInt32(features)); w(0x24, 1); w(0x20, 1)
+        w(0x70, 11)
+        for q: UInt32 in 0..<3 {
+            let base = 0x1_0000 + q * 0x1_0000
+            w(0x30, q); w(0x38, 16); w(0x80, base); w(0x90, base + 0x1000); w(0xA0, base + 0x2000); w(0x44, 1)
+        }
+        w(0x70, 15)
+        return (card, t, memory, loop)
+    }
+
+    /// The driver resets the card behind `t`: its TAP watch goes, so another transport can take the card.
+    static func release(_ t: VirtioMMIOTransport) {
+        withUnsafeBytes(of: UInt32(0)) { t.write(offset: 0x70, data: $0) }
+    }
+
+    @Test(.enabled(if: canMakeTap, "needs root and /dev/net/tun for a TAP"))
+    func netAnnounceStatusTravelsWithTheState() throws {
+        let (card, transport, memory, loop) = try Self.runningCard()
+        #expect(transport.withDevice { _ in card.requestAnnounce() } == .requested)
+        let saved = try VirtioDeviceState(transport: transport, mmioBase: 0xD000_1000, gsi: 6)
+        #expect(saved.net == .init(announcePending: true, offersControlQueue: true))
+        #expect(saved.transport.queues.count == 3 && saved.transport.queues[2].ready)
+
+        let decoded = try JSONDecoder().decode(VirtioDeviceState.self, from: JSONEncoder().encode(saved))
+        Self.release(transport)
+        let fresh = try VirtioMMIOTransport(device: card, memory: memory, interrupt: Line(), eventLoop: loop)
+        try decoded.restore(into: fresh)
+        #expect(fresh.withDevice { _ in card.isAnnouncePending })
+        var status: UInt16 = 0
+        withUnsafeMutableBytes(of: &status) { fresh.read(offset: 0x106, into: $0) }
+        #expect(status == VirtioNet.Status.linkUp | VirtioNet.Status.announce)
+        #expect(fresh.saveState() == saved.transport)
+    }
+
+    @Test(.enabled(if: canMakeTap, "needs root and /dev/net/tun for a TAP"))
+    func aNetCardFromAVersion1StateKeepsItsFeatureSet() throws {
+        let (card, transport, memory, loop) = try Self.runningCard()
+        var old = try VirtioDeviceState(transport: transport, mmioBase: 0xD000_1000, gsi: 6)
+        // As version 1 wrote it: two queues, no control-queue features, no `net`.
+        old.transport.queues.removeLast()
+        old.transport.driverFeatures &= ~(VirtioNet.Feature.controlQueue | VirtioNet.Feature.guestAnnounce)
+        old.net = nil
+        Self.release(transport)
+        let fresh = try VirtioMMIOTransport(device: card, memory: memory, interrupt: Line(), eventLoop: loop)
+        try old.restore(into: fresh)
+        #expect(fresh.withDevice { _ in !card.offersControlQueue })
+        #expect(fresh.offeredFeatures & (VirtioNet.Feature.controlQueue | VirtioNet.Feature.guestAnnounce) == 0)
+        #expect(fresh.deviceStatus & VirtioStatus.driverOK != 0 && fresh.deviceStatus & VirtioStatus.deviceNeedsReset == 0)
+        #expect(fresh.withDevice { _ in card.requestAnnounce() } == .notNegotiated)
+        // Saved again, it says so, and a later restore keeps the old set.
+        let again = try VirtioDeviceState(transport: fresh, mmioBase: 0xD000_1000, gsi: 6)
+        #expect(again.net == .init(announcePending: false, offersControlQueue: false) && again.transport.queues.count == 3)
+
+        // Two queues but a control queue negotiated: not something any build wrote.
+        var bad = old
+        bad.transport.driverFeatures |= VirtioNet.Feature.controlQueue
+        let e = try #require(throws: DeviceStateError.self) {
+            try bad.restore(into: VirtioMMIOTransport(device: card, memory: memory, interrupt: Line(), eventLoop: loop))
+        }
+        #expect(e.message.contains("no control queue"))
+    }
+
     @Test func serialStateRoundTrips() throws {
         var output: [UInt8] = []
         let uart = Serial8250(interrupt: nil) { output.append($0) }

@@ -28,7 +28,10 @@ import Testing
         let snapshot = try SnapshotReader(directory: Self.directory).read(verifyMemoryChecksum: true)
         #expect(snapshot.manifest.formatVersion == 1)
         #expect(snapshot.manifest.machine == Self.machine)
-        #expect(snapshot.state == Fixtures.state(vcpus: 1))
+        // Written with device state version 1 (its network card has two queues, no `net`).
+        var expected = Fixtures.state(vcpus: 1)
+        expected.devices.formatVersion = 1
+        #expect(snapshot.state == expected)
         #expect(try Data(contentsOf: snapshot.memoryFileURL) == Data(Fixtures.memory(size: 8192)))
     }
 }

@@ -22,6 +22,7 @@ final class RecordingDevice: VirtioDevice, @unchecked Sendable {
     func writeConfig(offset: Int, data: UnsafeRawBufferPointer) {
         for (i, b) in data.enumerated() where offset + i < config.count { config[offset + i] = b }
     }
+    func acceptsFeatures(_ features: UInt64) -> Bool { true }
     func activate(_ context: VirtioDeviceContext) throws {
         if failActivation { throw HostCallError("test", errno: EIO) }
         self.context = context

@@ -9,7 +9,7 @@ private func tool(_ name: String) -> String? {
     ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
 }
 
-private let canUseTaps = getuid() == 0 && FileManager.default.fileExists(atPath: "/dev/net/tun")
+let canUseTaps = getuid() == 0 && FileManager.default.fileExists(atPath: "/dev/net/tun")
     && tool("ip") != nil && tool("sysctl") != nil && tool("cat") != nil
 
 /// Runs a command (the first word is a tool name), returning its output; throws when it fails.
@@ -29,15 +29,16 @@ private func run(_ arguments: [String]) throws -> String {
     return text
 }
 
-private let guestMAC = try! MACAddress(parsing: "52:54:00:12:34:56")
+let guestMAC = try! MACAddress(parsing: "52:54:00:12:34:56")
 private let hostIP: [UInt8] = [10, 77, 0, 1]
 
 /// A virtio-net device on a real TAP that lives in a network namespace of its own
 /// (10.77.0.1/24 on the host side, IPv6 off so the kernel sends nothing unasked).
-private final class NetHarness {
+final class NetHarness {
     static var counter = 0
     static let rxBase: UInt64 = 0x10000, txBase: UInt64 = 0x20000
     static let rxData: UInt64 = 0x100000, txData: UInt64 = 0x200000
+    static let ctrlBase: UInt64 = 0x30000, ctrlData: UInt64 = 0x300000
 
     let namespace: String
     let tapName: String
@@ -49,6 +50,7 @@ private final class NetHarness {
     let driver: FakeDriver
     let rx: FakeGuestQueue
     let tx: FakeGuestQueue
+    let ctrl: FakeGuestQueue
     let features: UInt64
     private var txSlot: UInt64 = 0
     private var rxSeen: UInt16 = 0
@@ -76,9 +78,11 @@ private final class NetHarness {
         driver = FakeDriver(transport: transport)
         rx = try FakeGuestQueue(memory: memory, size: 16, base: Self.rxBase)
         tx = try FakeGuestQueue(memory: memory, size: 16, base: Self.txBase)
+        ctrl = try FakeGuestQueue(memory: memory, size: 16, base: Self.ctrlBase)
         guard driver.negotiate(features) else { throw OptionError("FEATURES_OK refused") }
         driver.setUpQueue(0, rx)
         driver.setUpQueue(1, tx)
+        if features & VirtioNet.Feature.controlQueue != 0 { driver.setUpQueue(2, ctrl) }
         driver.driverOK()
     }
 

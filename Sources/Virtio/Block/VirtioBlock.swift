@@ -94,6 +94,9 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
 
     public func writeConfig(offset: Int, data: UnsafeRawBufferPointer) {} // nothing writable without CONFIG_WCE
 
+    /// No feature of this device depends on another.
+    public func acceptsFeatures(_ features: UInt64) -> Bool { true }
+
     public func activate(_ context: VirtioDeviceContext) throws {
         self.context = context
         try context.watch(engine.completionFD) { [unowned self] _ in

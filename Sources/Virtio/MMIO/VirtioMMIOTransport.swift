@@ -241,6 +241,7 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
             let acceptable = new & VirtioStatus.driver != 0
                 && driverFeatures & ~offeredFeatures == 0
                 && driverFeatures & VirtioFeature.version1 != 0
+                && device.acceptsFeatures(driverFeatures)
             if !acceptable { new &= ~VirtioStatus.featuresOK }
         }
         if added & VirtioStatus.driverOK != 0, new & VirtioStatus.featuresOK == 0 { return }
@@ -286,6 +287,14 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
         interruptStatus = 0
         errorReason = nil
         queueSetupError = nil
+    }
+
+    /// Runs `body` with the device lock held: for device state outside the
+    /// transport's registers (a network card's announce status), read or set
+    /// while the device cannot be in a callback.
+    public func withDevice<T>(_ body: (VirtioDevice) throws -> T) rethrows -> T {
+        lock.lock(); defer { lock.unlock() }
+        return try body(device)
     }
 
     // MARK: - Snapshot

@@ -4,7 +4,8 @@ import GuestMemory
 import Network
 
 /// virtio-net (device ID 1, virtio 1.2 §5.1) over a TAP opened with IFF_VNET_HDR:
-/// queue 0 receives (TAP → guest), queue 1 transmits (guest → TAP). The 12-byte
+/// queue 0 receives (TAP → guest), queue 1 transmits (guest → TAP), queue 2 is
+/// the control queue (`VirtioNet+Control.swift`: the announce command). The 12-byte
 /// virtio_net_hdr_v1 passes through unchanged, so checksum and TSO offloads cost
 /// nothing here; the TAP is told (TUNSETOFFLOAD) which ones the guest accepted.
 ///
@@ -25,9 +26,20 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
         public static let hostECN: UInt64 = 1 << 13
         public static let mergeableRxBuffers: UInt64 = 1 << 15
         public static let status: UInt64 = 1 << 16
+        public static let controlQueue: UInt64 = 1 << 17
+        /// The driver sends gratuitous packets when asked (§5.1.6.5.3); needs the control queue.
+        public static let guestAnnounce: UInt64 = 1 << 21
+    }
+    /// Bits of the config space `status` field.
+    public enum Status {
+        public static let linkUp: UInt16 = 1
+        public static let announce: UInt16 = 2
     }
     static let rxQueue = 0
     static let txQueue = 1
+    static let controlQueue = 2
+    /// QueueNumMax of the control queue: one command at a time is all Linux sends.
+    public static let controlQueueSize: UInt16 = 64
     /// Frames handled per event-loop wake-up before yielding to other devices.
     static let batch = 256
     /// Largest frame a TAP hands us: a 64 KiB GSO packet plus Ethernet and vnet headers.
@@ -37,12 +49,19 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     public let queueMaxSizes: [UInt16]
     public let tap: Tap
     public let mac: MACAddress
-    public let deviceFeatures: UInt64 = Feature.csum | Feature.guestCsum | Feature.mac
+    static let baseFeatures: UInt64 = Feature.csum | Feature.guestCsum | Feature.mac
         | Feature.guestTSO4 | Feature.guestTSO6 | Feature.guestECN
         | Feature.hostTSO4 | Feature.hostTSO6 | Feature.hostECN
         | Feature.mergeableRxBuffers | Feature.status
+    public var deviceFeatures: UInt64 {
+        offersControlQueue ? Self.baseFeatures | Feature.controlQueue | Feature.guestAnnounce : Self.baseFeatures
+    }
+    /// False for a card restored from state saved before the control queue existed:
+    /// it keeps offering the feature set its driver negotiated with (set under the
+    /// transport's lock, before the restore).
+    public var offersControlQueue = true
 
-    private var context: VirtioDeviceContext?
+    var context: VirtioDeviceContext?
     /// A frame read from the TAP that is waiting for receive buffers.
     // SAFETY: owned by this device, freed in deinit, only touched under the device lock.
     private let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtioNet.maxFrame, alignment: 16)
@@ -56,11 +75,19 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     public private(set) var txDropped = 0
     /// True while the TAP is not polled because the guest has no receive buffers.
     public var isReceivePaused: Bool { tapPaused }
+    /// VIRTIO_NET_S_ANNOUNCE: set by `requestAnnounce()`, cleared by the driver's
+    /// ANNOUNCE_ACK or a reset. Part of the device's migration state.
+    public internal(set) var isAnnouncePending = false
+    /// Announce requests raised and acknowledged since the device was created.
+    public internal(set) var announceRequests = 0
+    public internal(set) var announceAcks = 0
+    /// Control-queue commands answered VIRTIO_NET_ERR (unknown or malformed).
+    public internal(set) var controlErrors = 0
 
     public init(tap: Tap, mac: MACAddress, queueSize: UInt16 = 256) {
         self.tap = tap
         self.mac = mac
-        queueMaxSizes = [queueSize, queueSize]
+        queueMaxSizes = [queueSize, queueSize, Self.controlQueueSize]
     }
 
     /// Opens (or creates) the TAP named by a `--net` option.
@@ -70,14 +97,22 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
 
     deinit { frame.deallocate() }
 
-    /// struct virtio_net_config: mac, status (LINK_UP), max_virtqueue_pairs.
-    var configBytes: [UInt8] { mac.bytes + [1, 0, 1, 0] }
+    /// struct virtio_net_config: mac, status (LINK_UP, ANNOUNCE), max_virtqueue_pairs.
+    var configBytes: [UInt8] {
+        let status = Status.linkUp | (isAnnouncePending ? Status.announce : 0)
+        return mac.bytes + [UInt8(status & 0xff), UInt8(status >> 8), 1, 0]
+    }
 
     public func readConfig(offset: Int, into data: UnsafeMutableRawBufferPointer) {
         Self.copyConfig(configBytes, offset: offset, into: data)
     }
 
     public func writeConfig(offset: Int, data: UnsafeRawBufferPointer) {} // MAC is read-only in virtio 1.x
+
+    /// §5.1.3.1: GUEST_ANNOUNCE depends on CTRL_VQ.
+    public func acceptsFeatures(_ features: UInt64) -> Bool {
+        features & Feature.guestAnnounce == 0 || features & Feature.controlQueue != 0
+    }
 
     public func activate(_ context: VirtioDeviceContext) throws {
         var offloads: UInt32 = 0
@@ -100,12 +135,14 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
         context = nil
         frameLength = nil // a frame in hand is dropped with the queues it was meant for
         tapPaused = false
+        isAnnouncePending = false
     }
 
     public func queueNotified(_ index: Int) {
         switch index {
         case Self.rxQueue: receive() // new receive buffers: resume if we were waiting for them
         case Self.txQueue: transmit()
+        case Self.controlQueue: processControlQueue()
         default: break
         }
     }

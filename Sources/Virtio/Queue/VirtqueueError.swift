@@ -33,6 +33,8 @@ public enum VirtqueueError: Error, Equatable, Sendable, CustomStringConvertible 
     case zeroLengthBuffer(address: UInt64)
     /// A device-readable buffer after a device-writable one (§2.7.4.2).
     case readableAfterWritable
+    /// A request without a device-writable buffer for its status byte.
+    case noStatusBuffer
     /// A ring access failed after validation (the memory map changed under us).
     case memory(GuestMemoryError)
 
@@ -53,6 +55,7 @@ public enum VirtqueueError: Error, Equatable, Sendable, CustomStringConvertible 
         case .bufferOutsideMemory(let a, let n): return "buffer 0x\(String(a, radix: 16))+\(n) is outside guest RAM"
         case .zeroLengthBuffer(let a): return "zero-length buffer at 0x\(String(a, radix: 16))"
         case .readableAfterWritable: return "device-readable buffer after a device-writable one"
+        case .noStatusBuffer: return "request has no device-writable buffer for its status"
         case .memory(let e): return "ring access failed: \(e)"
         }
     }
