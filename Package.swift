@@ -4,7 +4,7 @@ import PackageDescription
 // Layers, lowest first; a target only imports targets above it in this list.
 //   CKVM, CAIO, CSeccomp (C shims), Posix → Events, KVM, GuestMemory, Seccomp → X86, Devices,
 //   Storage, Network → Virtio → VMState → Migration → VMM → skiff;  API (control plane, no VM imports) → skiff;
-//   Posix → SecureChannel (the encrypted migration stream, no VM imports) → skiff (MigrationTransport)
+//   Posix, CChaChaPoly → SecureChannel (the encrypted migration stream, no VM imports) → skiff (MigrationTransport)
 // Migration is the wire protocol and its TCP stream (no VM objects); VMM drives it.
 let package = Package(
     name: "Skiff",
@@ -60,7 +60,9 @@ let package = Package(
         ]),
         // The migration stream's encryption: Noise_NNpsk0_25519_ChaChaPoly_SHA256 as a
         // `ByteStream`, and the pre-shared key file. Knows nothing of VMs.
-        .target(name: "SecureChannel", dependencies: ["Posix", .product(name: "Crypto", package: "swift-crypto")]),
+        // ChaCha20-Poly1305 in the caller's memory, from the BoringSSL that swift-crypto links (cchachapoly.h says why).
+        .target(name: "CChaChaPoly", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "SecureChannel", dependencies: ["Posix", "CChaChaPoly", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "VMM", dependencies: ["Posix", "Events", "Seccomp", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState", "Migration",
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "skiff", dependencies: [

@@ -31,7 +31,10 @@ QEMU's default downtime limit). QEMU runs with its defaults (no auto-converge);
 a QEMU migration still going after 60 s is cancelled and counted as not
 finished ("[k/N]" after a cell: only k of N runs finished).
 
-    Benchmarks/migration-bench.py [--runs N] [--sizes 256M,1G] [--skiff PATH]
+    Benchmarks/migration-bench.py [--runs N] [--sizes 256M,1G] [--skiff PATH] [--baseline PATH]
+
+--baseline PATH adds two columns, another skiff binary (an earlier build)
+with a key and plain, in the same alternation: before/after figures from one run.
 """
 import argparse, os, re, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 
@@ -211,6 +214,7 @@ def main():
     ap.add_argument("--sizes", default="256M,1G")
     ap.add_argument("--dirty", default="256M:count.dirty=32", help="RAM:options of the dirtying guest ('' for none)")
     ap.add_argument("--skiff", default=os.path.join(REPO, ".build", "release", "skiff"))
+    ap.add_argument("--baseline", help="another skiff binary to compare, in the same run")
     args = ap.parse_args()
     if not os.path.exists(args.skiff):
         sys.exit(f"migration-bench: {args.skiff} is missing; run `swift build -c release --product skiff` first")
@@ -228,6 +232,9 @@ def main():
             ("skiff plain", lambda m, x, w: skiff_round(args.skiff, elf, m, x, None, w)),
             ("QEMU", lambda m, x, w: qemu_round(elf, m, x, None, w)),
             ("QEMU 10ms", lambda m, x, w: qemu_round(elf, m, x, 10, w))]
+    if args.baseline:
+        vmms[2:2] = [("baseline key", lambda m, x, w: skiff_round(args.baseline, elf, m, x, key, w)),
+                     ("baseline plain", lambda m, x, w: skiff_round(args.baseline, elf, m, x, None, w))]
     print(f"migration-bench: count firmware (count.every={EVERY}), loopback TCP, {args.runs} runs each, "
           f"medians (min-max); load average {os.getloadavg()[0]:.1f}")
     print(f"{'guest':<20}{'figure':<22}" + "".join(f"{n:>26}" for n, _ in vmms) + f"{'key/QEMU':>10}{'plain/QEMU':>11}")

@@ -5,8 +5,9 @@ import Glibc
 
 /// A plain TCP connection as a `ByteStream`: writes are gathered in a buffer
 /// (one `send` per 256 KiB, not one per frame header), large writes go
-/// straight to the socket, reads fill the caller's buffer in as few `recv`s as
-/// the kernel allows. TCP_NODELAY is set: the protocol's small replies (ready,
+/// straight to the socket, in one `sendmsg` with what was gathered before
+/// them (a memory run's headers and its pages: one system call per MiB), reads
+/// fill the caller's buffer in as few `recv`s as the kernel allows. TCP_NODELAY is set: the protocol's small replies (ready,
 /// running) sit inside the guest's downtime and must not wait for Nagle.
 public final class TCPStream: ByteStream, @unchecked Sendable {
     public let fileDescriptor: Int32
@@ -61,8 +62,9 @@ public final class TCPStream: ByteStream, @unchecked Sendable {
         guard !isClosed else { throw ByteStreamError.closed }
         guard bytes.count > 0 else { return }
         if bytes.count >= capacity / 2 {
-            try flush()
-            try sendAll(bytes.baseAddress!, bytes.count)
+            let gathered = used
+            used = 0
+            try sendAll(UnsafeRawBufferPointer(start: buffer, count: gathered), bytes)
             return
         }
         if used + bytes.count > capacity { try flush() }
@@ -75,7 +77,7 @@ public final class TCPStream: ByteStream, @unchecked Sendable {
         guard used > 0 else { return }
         let n = used
         used = 0
-        try sendAll(buffer, n)
+        try sendAll(UnsafeRawBufferPointer(start: buffer, count: n), UnsafeRawBufferPointer(start: nil, count: 0))
     }
 
     public func read(into target: UnsafeMutableRawBufferPointer) throws {
@@ -108,16 +110,35 @@ public final class TCPStream: ByteStream, @unchecked Sendable {
         Glibc.close(fileDescriptor)
     }
 
-    private func sendAll(_ base: UnsafeRawPointer, _ count: Int) throws {
-        var done = 0
-        while done < count {
-            let n = send(fileDescriptor, base + done, count - done, Int32(MSG_NOSIGNAL))
-            if n > 0 { done += n; continue }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                throw MigrationError(.timeout, "the peer took nothing for too long")
+    /// Sends `first` then `second` whole, in as few `sendmsg` calls as the kernel allows.
+    private func sendAll(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) throws {
+        var parts = [first, second].filter { $0.count > 0 }
+        while !parts.isEmpty {
+            var vectors = parts.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+            let n = vectors.withUnsafeMutableBufferPointer { v -> Int in
+                var message = msghdr()
+                message.msg_iov = v.baseAddress
+                message.msg_iovlen = v.count
+                return sendmsg(fileDescriptor, &message, Int32(MSG_NOSIGNAL))
             }
-            throw MigrationError(.connection, "send: \(String(cString: strerror(errno)))")
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    throw MigrationError(.timeout, "the peer took nothing for too long")
+                }
+                throw MigrationError(.connection, "send: \(String(cString: strerror(errno)))")
+            }
+            // Drop what went; a partial part keeps its tail.
+            var sent = n
+            while sent > 0, let head = parts.first {
+                if sent >= head.count {
+                    sent -= head.count
+                    parts.removeFirst()
+                } else {
+                    parts[0] = UnsafeRawBufferPointer(rebasing: head[sent...])
+                    sent = 0
+                }
+            }
         }
     }
 }

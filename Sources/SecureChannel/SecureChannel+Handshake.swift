@@ -39,7 +39,7 @@ extension SecureChannel {
         // <- e, ee: decrypts only if the responder mixed in the same key.
         _ = try handshakeStep { try hs.readMessage(receiveHandshakeMessage(io: io, deadline: deadline)) }
         let (send, receive) = hs.split()
-        let channel = SecureChannel(socket: socket, send: send, receive: receive)
+        let channel = try SecureChannel(socket: socket, send: send, receive: receive)
         do {
             try confirmation.withUnsafeBytes { try channel.sendMessage($0, deadline: deadline) }
         } catch ByteStreamError.endOfStream {
@@ -73,7 +73,7 @@ extension SecureChannel {
         // <- e, ee
         try sendHandshakeMessage(hs.writeMessage(payload: []), io: io, deadline: deadline)
         let (send, receive) = hs.split()
-        let channel = SecureChannel(socket: socket, send: send, receive: receive)
+        let channel = try SecureChannel(socket: socket, send: send, receive: receive)
         do {
             do {
                 try channel.receiveMessage(deadline: deadline)

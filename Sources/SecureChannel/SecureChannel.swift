@@ -1,10 +1,5 @@
 import Posix
 import Synchronization
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,10 +11,14 @@ import Glibc
 /// Made by `initiator(socket:key:)` or `responder(socket:key:)`, which run
 /// the handshake. On the wire every message, handshake or transport, is a
 /// 2-byte big-endian length and that many bytes (at most 65535, as Noise
-/// allows). Writes are buffered into messages of up to 65519 plaintext bytes;
-/// reads decrypt whole messages and hand out their bytes. The first failed
-/// authentication kills the channel: that read and every later call throw
-/// `ByteStreamError.corrupt`. So does a peer silent for `idleTimeout`.
+/// allows). Writes are sealed into messages of up to 65519 plaintext bytes —
+/// a large write straight from the caller's memory, small ones gathered first —
+/// and up to 1 MiB of sealed messages go out in one send(2) (at `flush` at the
+/// latest). Reads take what the socket has, up to 1 MiB, and open each message
+/// straight into the caller's buffer when it wants the whole message, in place
+/// otherwise. The first failed authentication kills the channel: that read and
+/// every later call throw `ByteStreamError.corrupt` (the caller's buffer may
+/// hold garbage then). So does a peer silent for `idleTimeout`.
 ///
 /// One thread may write while another reads; `close` may come from any thread.
 /// The channel owns the socket and closes it when released.
@@ -29,6 +28,8 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
     public static let prologue = Array("skiff-migration v1".utf8)
     static let maxPlaintext = NoiseHandshake.maxMessageLength - NoiseCipherState.tagLength
     static let lengthPrefix = 2
+    /// Sealed messages gathered per send(2), and bytes taken per recv(2): 16 whole messages.
+    static let batchCapacity = 16 * (lengthPrefix + NoiseHandshake.maxMessageLength)
 
     enum State: Equatable {
         case open
@@ -49,27 +50,32 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
     private var idleDeadline: SocketIO.Deadline? { idleTimeout.map { SocketIO.Deadline(after: $0) } }
 
     // Send side: touched only by the writing thread.
-    private var sendCipher: NoiseCipherState
-    private var pending: [UInt8] = []
+    private let sendCipher: TransportCipher
+    private let pending: UnsafeMutableRawPointer  // plaintext of the next message: pending[0..<pendingCount]
+    private var pendingCount = 0
+    private let sealed: UnsafeMutableRawPointer  // messages sealed, not yet sent: sealed[0..<sealedCount]
+    private var sealedCount = 0
 
     // Receive side: touched only by the reading thread.
-    private var receiveCipher: NoiseCipherState
-    private var raw: [UInt8]  // received, not yet decrypted: raw[rawStart..<rawEnd]
+    private let receiveCipher: TransportCipher
+    private let raw: UnsafeMutableRawPointer  // received, not yet opened: raw[rawStart..<rawEnd]
     private var rawStart = 0, rawEnd = 0
-    private var plain = Data()  // decrypted, not yet read: plain[plainStart...]
-    private var plainStart = 0
+    private var plainStart = 0, plainEnd = 0  // a message opened in place, not yet read: raw[plainStart..<plainEnd]
 
-    init(socket: Int32, send: NoiseCipherState, receive: NoiseCipherState) {
+    init(socket: Int32, send: NoiseCipherState, receive: NoiseCipherState) throws {
         io = SocketIO(fd: socket)
-        sendCipher = send
-        receiveCipher = receive
-        pending.reserveCapacity(Self.maxPlaintext)
-        // Room for several messages, so one recv(2) usually brings more than one.
-        raw = [UInt8](repeating: 0, count: 4 * (Self.lengthPrefix + NoiseHandshake.maxMessageLength))
+        sendCipher = try TransportCipher(send)
+        receiveCipher = try TransportCipher(receive)
+        pending = .allocate(byteCount: Self.maxPlaintext, alignment: 64)
+        sealed = .allocate(byteCount: Self.batchCapacity, alignment: 64)
+        raw = .allocate(byteCount: Self.batchCapacity, alignment: 64)
     }
 
     deinit {
         if ownsSocket { Glibc.close(io.fd) }
+        pending.deallocate()
+        sealed.deallocate()
+        raw.deallocate()
     }
 
     /// For a handshake that fails after the channel was made: the caller keeps the socket.
@@ -109,23 +115,25 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
     private func writeMessages(_ bytes: UnsafeRawBufferPointer) throws {
         var rest = bytes
         while !rest.isEmpty {
-            if pending.isEmpty && rest.count >= Self.maxPlaintext {
-                // A whole message straight from the caller's buffer: no copy into `pending`.
-                try sendMessage(UnsafeRawBufferPointer(rebasing: rest[..<Self.maxPlaintext]), deadline: idleDeadline)
+            if pendingCount == 0 && rest.count >= Self.maxPlaintext {
+                // A whole message sealed straight from the caller's buffer: no copy into `pending`.
+                try seal(UnsafeRawBufferPointer(rebasing: rest[..<Self.maxPlaintext]))
                 rest = UnsafeRawBufferPointer(rebasing: rest[Self.maxPlaintext...])
                 continue
             }
-            let take = min(rest.count, Self.maxPlaintext - pending.count)
-            pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: rest[..<take]))
+            let take = min(rest.count, Self.maxPlaintext - pendingCount)
+            (pending + pendingCount).copyMemory(from: rest.baseAddress!, byteCount: take)
+            pendingCount += take
             rest = UnsafeRawBufferPointer(rebasing: rest[take...])
-            if pending.count == Self.maxPlaintext { try sendPending() }
+            if pendingCount == Self.maxPlaintext { try sealPending() }
         }
     }
 
     public func flush() throws {
         try checkUsable()
         do {
-            if !pending.isEmpty { try sendPending() }
+            if pendingCount > 0 { try sealPending() }
+            try sendSealed(deadline: idleDeadline)
         } catch {
             throw closedInstead(of: error)
         }
@@ -156,17 +164,16 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
     private func readMessages(into buffer: UnsafeMutableRawBufferPointer) throws {
         var filled = 0
         while filled < buffer.count {
-            if plainStart == plain.count {
-                try receiveMessage(deadline: idleDeadline)
+            if plainStart < plainEnd {
+                let n = min(buffer.count - filled, plainEnd - plainStart)
+                (buffer.baseAddress! + filled).copyMemory(from: raw + plainStart, byteCount: n)
+                filled += n
+                plainStart += n
                 continue
             }
-            let n = min(buffer.count - filled, plain.count - plainStart)
-            plain.withUnsafeBytes { (src: UnsafeRawBufferPointer) in
-                UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<filled + n])
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: src[plainStart..<plainStart + n]))
-            }
-            filled += n
-            plainStart += n
+            // The caller wants the whole next message (or more): open it straight into its buffer.
+            filled += try receiveMessage(deadline: idleDeadline, into: buffer.baseAddress! + filled,
+                                         wanting: buffer.count - filled)
         }
     }
 
@@ -182,69 +189,96 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
 
     // MARK: Messages
 
-    private func sendPending() throws {
-        try pending.withUnsafeBytes { try sendMessage($0, deadline: idleDeadline) }
-        pending.removeAll(keepingCapacity: true)
+    private func sealPending() throws {
+        try seal(UnsafeRawBufferPointer(start: pending, count: pendingCount))
+        pendingCount = 0
     }
 
-    /// Encrypts `plaintext` (at most `maxPlaintext` bytes) as one message and sends it.
-    func sendMessage(_ plaintext: UnsafeRawBufferPointer, deadline: SocketIO.Deadline? = nil) throws {
-        let sealed: Data
+    /// Seals `plaintext` (at most `maxPlaintext` bytes) as one message after
+    /// those already sealed, sending those first if it would not fit.
+    private func seal(_ plaintext: UnsafeRawBufferPointer) throws {
+        let length = plaintext.count + TransportCipher.tagLength
+        if sealedCount + Self.lengthPrefix + length > Self.batchCapacity { try sendSealed(deadline: idleDeadline) }
+        let message = sealed + sealedCount
+        message.storeBytes(of: UInt8(length >> 8), as: UInt8.self)
+        (message + 1).storeBytes(of: UInt8(length & 0xff), as: UInt8.self)
         do {
-            sealed = try sendCipher.seal(ad: [], plaintext: plaintext)
+            try sendCipher.seal(plaintext, into: message + Self.lengthPrefix)
         } catch {
             throw kill("cannot send: \(error)")
         }
-        // Length and message straight from swift-crypto's buffer (past its
-        // nonce): two sends, the first with MSG_MORE so TCP sends one segment train.
-        let length = sealed.count - NoiseCipherState.nonceLength
-        try [UInt8(length >> 8), UInt8(length & 0xff)].withUnsafeBytes { try io.sendAll($0, deadline: deadline, more: true) }
-        try sealed.withUnsafeBytes { (b: UnsafeRawBufferPointer) in
-            try io.sendAll(UnsafeRawBufferPointer(rebasing: b[NoiseCipherState.nonceLength...]), deadline: deadline)
-        }
+        sealedCount += Self.lengthPrefix + length
     }
 
-    /// Receives and decrypts the next message into `plain`, which must be used up.
+    private func sendSealed(deadline: SocketIO.Deadline?) throws {
+        guard sealedCount > 0 else { return }
+        // Whatever happens, these bytes are done with: a send that fails ends the channel's use.
+        defer { sealedCount = 0 }
+        try io.sendAll(UnsafeRawBufferPointer(start: sealed, count: sealedCount), deadline: deadline)
+    }
+
+    /// Encrypts `plaintext` (at most `maxPlaintext` bytes) as one message and
+    /// sends it with anything gathered before it (the handshake's confirmation).
+    func sendMessage(_ plaintext: UnsafeRawBufferPointer, deadline: SocketIO.Deadline? = nil) throws {
+        if pendingCount > 0 { try sealPending() }
+        try seal(plaintext)
+        try sendSealed(deadline: deadline)
+    }
+
+    /// Receives and opens the next message in place, for `takeMessage` (the
+    /// plaintext read so far must be used up).
     func receiveMessage(deadline: SocketIO.Deadline?) throws {
+        _ = try receiveMessage(deadline: deadline, into: nil, wanting: 0)
+    }
+
+    /// Receives the next message and opens it into `target` if its plaintext
+    /// is at most `wanting` bytes (returns how many), in place otherwise (returns 0).
+    private func receiveMessage(deadline: SocketIO.Deadline?, into target: UnsafeMutableRawPointer?,
+                                wanting: Int) throws -> Int {
         try fillRaw(atLeast: Self.lengthPrefix, deadline: deadline)
-        let length = Int(raw[rawStart]) << 8 | Int(raw[rawStart + 1])
-        guard length >= NoiseCipherState.tagLength else {
+        let length = Int(raw.load(fromByteOffset: rawStart, as: UInt8.self)) << 8
+            | Int(raw.load(fromByteOffset: rawStart + 1, as: UInt8.self))
+        guard length >= TransportCipher.tagLength else {
             throw kill("a message of \(length) bytes is shorter than its authentication tag")
         }
         try fillRaw(atLeast: Self.lengthPrefix + length, deadline: deadline)
         let start = rawStart + Self.lengthPrefix
+        let plaintext = length - TransportCipher.tagLength
+        let direct = target != nil && plaintext <= wanting
         do {
-            plain = try raw.withUnsafeBytes { try receiveCipher.open(ad: [], ciphertext: UnsafeRawBufferPointer(rebasing: $0[start..<start + length])) }
-            plainStart = 0
+            try receiveCipher.open(UnsafeRawBufferPointer(start: raw + start, count: length),
+                                   into: direct ? target! : raw + start)
         } catch NoiseError.decryptFailed {
             throw kill("a message failed authentication (tampered, or not from the peer)")
         } catch {
             throw kill("cannot receive: \(error)")
         }
         rawStart = start + length
+        if direct { return plaintext }
+        plainStart = start
+        plainEnd = start + plaintext
+        return 0
     }
 
     /// Makes `raw[rawStart..<rawEnd]` hold at least `count` bytes.
     private func fillRaw(atLeast count: Int, deadline: SocketIO.Deadline?) throws {
         if rawEnd - rawStart >= count { return }
         if rawStart > 0 {
-            // Move the partial message to the front; it is at most one message long.
-            raw.withUnsafeMutableBytes { b in
-                b.baseAddress!.copyMemory(from: b.baseAddress! + rawStart, byteCount: rawEnd - rawStart)
-            }
+            // Move the partial message to the front; it is at most one message long
+            // (anything opened in place before it has been read).
+            if rawEnd > rawStart { raw.copyMemory(from: raw + rawStart, byteCount: rawEnd - rawStart) }
             rawEnd -= rawStart
+            plainStart = 0
+            plainEnd = 0
             rawStart = 0
         }
-        let need = count - rawEnd
-        let got = try raw.withUnsafeMutableBytes { b in
-            try io.receive(into: UnsafeMutableRawBufferPointer(rebasing: b[rawEnd...]), minimum: need, deadline: deadline)
-        }
-        rawEnd += got
+        rawEnd += try io.receive(into: UnsafeMutableRawBufferPointer(start: raw + rawEnd, count: Self.batchCapacity - rawEnd),
+                                 minimum: count - rawEnd, deadline: deadline)
     }
 
     /// The bytes of the message just received, for the handshake's confirmation.
     func takeMessage() -> [UInt8] {
-        defer { plainStart = plain.count }
-        return Array(plain.dropFirst(plainStart))
+        defer { plainStart = plainEnd }
+        return Array(UnsafeRawBufferPointer(start: raw + plainStart, count: plainEnd - plainStart))
     }
 }
