@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "KVM", dependencies: ["CKVM", "Posix"]),
         // Per-thread-role system call filters (`--seccomp`); see docs/security.md.
         .target(name: "Seccomp", dependencies: ["CSeccomp", "CKVM"]),
-        .target(name: "GuestMemory", dependencies: ["CKVM"]),
+        .target(name: "GuestMemory", dependencies: ["CKVM"], swiftSettings: swift6),
         .target(name: "X86", dependencies: ["GuestMemory"]),
         .target(name: "Devices", dependencies: ["CKVM", "Posix"]),
         .target(name: "Storage", dependencies: ["CKVM", "CAIO", "Posix"]),
@@ -85,7 +85,7 @@ let package = Package(
 
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp"]),
-        .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"], swiftSettings: swift6),
         .testTarget(name: "X86Tests", dependencies: ["X86", "GuestMemory"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "Posix"]),
