@@ -41,7 +41,7 @@ let package = Package(
         // The device event loop (epoll) and joinable threads.
         .target(name: "Events", dependencies: ["CKVM", "Posix"]),
 
-        .target(name: "KVM", dependencies: ["CKVM", "Posix"]),
+        .target(name: "KVM", dependencies: ["CKVM", "Posix"], swiftSettings: swift6),
         // Per-thread-role system call filters (`--seccomp`); see docs/security.md.
         .target(name: "Seccomp", dependencies: ["CSeccomp", "CKVM"]),
         .target(name: "GuestMemory", dependencies: ["CKVM"], swiftSettings: swift6),
@@ -83,7 +83,7 @@ let package = Package(
                           dependencies: ["SecureChannel", "Posix", .product(name: "Crypto", package: "swift-crypto")],
                           path: "Benchmarks/SecureChannelBench"),
 
-        .testTarget(name: "KVMTests", dependencies: ["KVM"]),
+        .testTarget(name: "KVMTests", dependencies: ["KVM"], swiftSettings: swift6),
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"], swiftSettings: swift6),
         .testTarget(name: "X86Tests", dependencies: ["X86", "GuestMemory"]),
