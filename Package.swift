@@ -43,7 +43,7 @@ let package = Package(
 
         .target(name: "KVM", dependencies: ["CKVM", "Posix"], swiftSettings: swift6),
         // Per-thread-role system call filters (`--seccomp`); see docs/security.md.
-        .target(name: "Seccomp", dependencies: ["CSeccomp", "CKVM"]),
+        .target(name: "Seccomp", dependencies: ["CSeccomp", "CKVM"], swiftSettings: swift6),
         .target(name: "GuestMemory", dependencies: ["CKVM"], swiftSettings: swift6),
         .target(name: "X86", dependencies: ["GuestMemory"]),
         .target(name: "Devices", dependencies: ["CKVM", "Posix"]),
@@ -84,7 +84,7 @@ let package = Package(
                           path: "Benchmarks/SecureChannelBench"),
 
         .testTarget(name: "KVMTests", dependencies: ["KVM"], swiftSettings: swift6),
-        .testTarget(name: "SeccompTests", dependencies: ["Seccomp"]),
+        .testTarget(name: "SeccompTests", dependencies: ["Seccomp"], swiftSettings: swift6),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"], swiftSettings: swift6),
         .testTarget(name: "X86Tests", dependencies: ["X86", "GuestMemory"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
