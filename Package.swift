@@ -39,7 +39,7 @@ let package = Package(
         // errno-carrying errors, the EINTR-retry wrapper, EventFD.
         .target(name: "Posix", dependencies: ["CKVM"], swiftSettings: swift6),
         // The device event loop (epoll) and joinable threads.
-        .target(name: "Events", dependencies: ["CKVM", "Posix"]),
+        .target(name: "Events", dependencies: ["CKVM", "Posix"], swiftSettings: swift6),
 
         .target(name: "KVM", dependencies: ["CKVM", "Posix"], swiftSettings: swift6),
         // Per-thread-role system call filters (`--seccomp`); see docs/security.md.
@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"], swiftSettings: swift6),
         .testTarget(name: "X86Tests", dependencies: ["X86", "GuestMemory"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
-        .testTarget(name: "EventsTests", dependencies: ["Events", "Posix"]),
+        .testTarget(name: "EventsTests", dependencies: ["Events", "Posix"], swiftSettings: swift6),
         .testTarget(name: "StorageTests", dependencies: [
             "Storage", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
