@@ -45,7 +45,7 @@ let package = Package(
         // Per-thread-role system call filters (`--seccomp`); see docs/security.md.
         .target(name: "Seccomp", dependencies: ["CSeccomp", "CKVM"], swiftSettings: swift6),
         .target(name: "GuestMemory", dependencies: ["CKVM"], swiftSettings: swift6),
-        .target(name: "X86", dependencies: ["GuestMemory"]),
+        .target(name: "X86", dependencies: ["GuestMemory"], swiftSettings: swift6),
         .target(name: "Devices", dependencies: ["CKVM", "Posix"]),
         .target(name: "Storage", dependencies: ["CKVM", "CAIO", "Posix"]),
         .target(name: "Network", dependencies: ["CKVM"]),
@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "KVMTests", dependencies: ["KVM"], swiftSettings: swift6),
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp"], swiftSettings: swift6),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"], swiftSettings: swift6),
-        .testTarget(name: "X86Tests", dependencies: ["X86", "GuestMemory"]),
+        .testTarget(name: "X86Tests", dependencies: ["X86", "GuestMemory"], swiftSettings: swift6),
         .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "Posix"], swiftSettings: swift6),
         .testTarget(name: "StorageTests", dependencies: [
