@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "Seccomp", dependencies: ["CSeccomp", "CKVM"], swiftSettings: swift6),
         .target(name: "GuestMemory", dependencies: ["CKVM"], swiftSettings: swift6),
         .target(name: "X86", dependencies: ["GuestMemory"], swiftSettings: swift6),
-        .target(name: "Devices", dependencies: ["CKVM", "Posix"]),
+        .target(name: "Devices", dependencies: ["CKVM", "Posix"], swiftSettings: swift6),
         .target(name: "Storage", dependencies: ["CKVM", "CAIO", "Posix"]),
         .target(name: "Network", dependencies: ["CKVM"]),
         .target(name: "Virtio", dependencies: ["CKVM", "Posix", "Events", "GuestMemory", "Devices", "Storage", "Network",
@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp"], swiftSettings: swift6),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"], swiftSettings: swift6),
         .testTarget(name: "X86Tests", dependencies: ["X86", "GuestMemory"], swiftSettings: swift6),
-        .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices"], swiftSettings: swift6),
         .testTarget(name: "EventsTests", dependencies: ["Events", "Posix"], swiftSettings: swift6),
         .testTarget(name: "StorageTests", dependencies: [
             "Storage", .product(name: "PropertyBased", package: "swift-property-based"),
