@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "X86", dependencies: ["GuestMemory"], swiftSettings: swift6),
         .target(name: "Devices", dependencies: ["CKVM", "Posix"], swiftSettings: swift6),
         .target(name: "Storage", dependencies: ["CKVM", "CAIO", "Posix"]),
-        .target(name: "Network", dependencies: ["CKVM"]),
+        .target(name: "Network", dependencies: ["CKVM"], swiftSettings: swift6),
         .target(name: "Virtio", dependencies: ["CKVM", "Posix", "Events", "GuestMemory", "Devices", "Storage", "Network",
                                                .product(name: "Logging", package: "swift-log")]),
         .target(name: "VMState", dependencies: ["CKVM", "KVM", "Devices", "Virtio"]),
@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(name: "StorageTests", dependencies: [
             "Storage", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
-        .testTarget(name: "NetworkTests", dependencies: ["Network"]),
+        .testTarget(name: "NetworkTests", dependencies: ["Network"], swiftSettings: swift6),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Events", "GuestMemory", "Devices", "Storage", "Network"]),
         .testTarget(name: "VMStateTests", dependencies: ["VMState", "KVM", "CKVM", "Devices", "Virtio", "Events", "GuestMemory", "Storage", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "APITests", dependencies: [
