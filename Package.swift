@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "Network", dependencies: ["CKVM"], swiftSettings: swift6),
         .target(name: "Virtio", dependencies: ["CKVM", "Posix", "Events", "GuestMemory", "Devices", "Storage", "Network",
                                                .product(name: "Logging", package: "swift-log")]),
-        .target(name: "VMState", dependencies: ["CKVM", "KVM", "Devices", "Virtio"]),
+        .target(name: "VMState", dependencies: ["CKVM", "KVM", "Devices", "Virtio"], swiftSettings: swift6),
         // Live migration's framed protocol, config checks and plain TCP `ByteStream`.
         .target(name: "Migration", dependencies: ["Posix", "VMState"]),
         // The control plane (`--api-socket`): HTTP over a unix socket; talks to the VM only
@@ -94,7 +94,7 @@ let package = Package(
         ]),
         .testTarget(name: "NetworkTests", dependencies: ["Network"], swiftSettings: swift6),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Events", "GuestMemory", "Devices", "Storage", "Network"]),
-        .testTarget(name: "VMStateTests", dependencies: ["VMState", "KVM", "CKVM", "Devices", "Virtio", "Events", "GuestMemory", "Storage", .product(name: "PropertyBased", package: "swift-property-based")]),
+        .testTarget(name: "VMStateTests", dependencies: ["VMState", "KVM", "CKVM", "Devices", "Virtio", "Events", "GuestMemory", "Storage", .product(name: "PropertyBased", package: "swift-property-based")], swiftSettings: swift6),
         .testTarget(name: "APITests", dependencies: [
             "API",
             .product(name: "NIOCore", package: "swift-nio"),
