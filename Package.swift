@@ -62,7 +62,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-        ]),
+        ], swiftSettings: swift6),
         // The migration stream's encryption: Noise_NNpsk0_25519_ChaChaPoly_SHA256 as a
         // `ByteStream`, and the pre-shared key file. Knows nothing of VMs.
         .target(name: "SecureChannel", dependencies: ["Posix", .product(name: "Crypto", package: "swift-crypto")]),
@@ -100,7 +100,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Yams", package: "Yams"),
-        ]),
+        ], swiftSettings: swift6),
         .testTarget(name: "SecureChannelTests", dependencies: ["SecureChannel", "Posix",
                                                                .product(name: "Crypto", package: "swift-crypto")],
                     exclude: ["Fixtures"]),
