@@ -152,7 +152,8 @@ final class APIRequestHandler: ChannelInboundHandler {
         }
         let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if close {
-            written.whenComplete { _ in context.close(promise: nil) }
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)  // completes on this loop
+            written.whenComplete { _ in bound.value.close(promise: nil) }
         }
         return written
     }

@@ -111,10 +111,13 @@ public final class APIServer: Sendable {
         let settings = APIRequestHandler.Settings(router: .standard, control: control, controlQueue: controlQueue,
                                                   registry: registry, maximumBodySize: options.maximumBodySize)
         let registry = self.registry, options = self.options
-        var limits = NIOHTTPDecoderLimitConfiguration()
-        limits.maxHeaderFieldSize = options.maximumHeaderSize
-        limits.maxHeaderListSize = options.maximumHeaderSize
-        limits.maxHeaderFieldCount = 100
+        let limits = {
+            var limits = NIOHTTPDecoderLimitConfiguration()
+            limits.maxHeaderFieldSize = options.maximumHeaderSize
+            limits.maxHeaderListSize = options.maximumHeaderSize
+            limits.maxHeaderFieldCount = 100
+            return limits
+        }()
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             // Out of descriptors (EMFILE): pause accepting a moment instead of spinning the loop.

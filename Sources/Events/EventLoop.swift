@@ -1,6 +1,7 @@
 import CKVM
 import Foundation
 import Posix
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,26 +14,37 @@ import Glibc
 /// end it, after which no handler runs any more and the devices can be drained
 /// and closed from the joining thread. If epoll itself fails the loop ends and
 /// calls `onFailure`: every device would be dead, so the VM must end too.
-public final class EventLoop: @unchecked Sendable {
-    public typealias Handler = (_ events: UInt32) -> Void
+public final class EventLoop: Sendable {
+    public typealias Handler = @Sendable (_ events: UInt32) -> Void
 
     /// What `onFailure` receives: the epoll call that failed and its errno.
     public typealias Failure = SystemCallError
 
     let epollFD: Int32  // internal for the failure test
     private let wake: EventFD
-    private var handlers: [Int32: Handler] = [:]
-    private var pending: [() -> Void] = []
-    private let lock = NSLock()
-    private var thread: JoinableThread?
-    private var stopping = false
+    /// Everything the loop thread and its callers share, behind one lock held only
+    /// to copy a value in or out (never while a handler runs).
+    private struct Shared {
+        var handlers: [Int32: Handler] = [:]
+        var pending: [@Sendable () -> Void] = []
+        var thread: JoinableThread?
+        var stopping = false
+        var onFailure: (@Sendable (Failure) -> Void)?
+    }
+    private let shared = Mutex(Shared())
     /// Called on the loop thread when the loop ends because epoll failed.
-    public var onFailure: ((Failure) -> Void)?
+    public var onFailure: (@Sendable (Failure) -> Void)? {
+        get { shared.withLock { $0.onFailure } }
+        set { shared.withLock { $0.onFailure = newValue } }
+    }
     /// Parking (VM pause): the loop thread waits here, running no handler.
     private let parking = NSCondition()
-    private var parkHeld = false
-    private var parked = false
-    private var ended = false
+    private struct Parking {
+        var held = false
+        var parked = false
+        var ended = false
+    }
+    nonisolated(unsafe) private var parkState = Parking()  // Sound because: read and written only with `parking` locked.
 
     public init() throws {
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -45,13 +57,13 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Watches `fd` for input (`events` defaults to EPOLLIN).
     public func add(_ fd: Int32, events: UInt32 = UInt32(EPOLLIN.rawValue), handler: @escaping Handler) throws {
-        lock.lock(); handlers[fd] = handler; lock.unlock()
+        shared.withLock { $0.handlers[fd] = handler }
         var event = epoll_event()
         event.events = events
         event.data.fd = fd
         guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 else {
             let e = errno
-            lock.lock(); handlers[fd] = nil; lock.unlock()
+            shared.withLock { _ = $0.handlers.removeValue(forKey: fd) }
             throw Failure("epoll_ctl(ADD, \(fd))", errno: e)
         }
     }
@@ -68,12 +80,12 @@ public final class EventLoop: @unchecked Sendable {
 
     public func remove(_ fd: Int32) {
         _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
-        lock.lock(); handlers[fd] = nil; lock.unlock()
+        shared.withLock { _ = $0.handlers.removeValue(forKey: fd) }
     }
 
     /// Runs `work` on the loop thread (for state changes that must not race device I/O).
-    public func execute(_ work: @escaping () -> Void) {
-        lock.lock(); pending.append(work); lock.unlock()
+    public func execute(_ work: @escaping @Sendable () -> Void) {
+        shared.withLock { $0.pending.append(work) }
         wake.signal()
     }
 
@@ -81,8 +93,8 @@ public final class EventLoop: @unchecked Sendable {
     /// thread (the VMM loads the thread's seccomp filter there); if it throws, the
     /// loop ends through `onFailure` without running a handler.
     public func start(name: String = "skiff-events", onStart: @escaping @Sendable () throws -> Void = {}) throws {
-        precondition(thread == nil, "event loop started twice")
-        thread = try JoinableThread(name: name) { [self] in
+        precondition(shared.withLock { $0.thread == nil }, "event loop started twice")
+        let thread = try JoinableThread(name: name) { [self] in
             do {
                 try onStart()
                 try run()
@@ -91,8 +103,9 @@ public final class EventLoop: @unchecked Sendable {
             } catch {
                 onFailure?(Failure("\(error)", errno: 0))
             }
-            parking.lock(); ended = true; parking.broadcast(); parking.unlock()
+            parking.lock(); parkState.ended = true; parking.broadcast(); parking.unlock()
         }
+        shared.withLock { $0.thread = thread }
     }
 
     /// Runs `work` on the loop thread, then holds the thread there — no handler
@@ -100,45 +113,46 @@ public final class EventLoop: @unchecked Sendable {
     /// `unpark()`. Returns once the thread is held (true), or false if the loop
     /// is not running. For pausing the VM: state read while parked is stable.
     @discardableResult
-    public func park(after work: @escaping () -> Void) -> Bool {
-        lock.lock(); let started = thread != nil; lock.unlock()
-        guard started else { return false }
+    public func park(after work: @escaping @Sendable () -> Void) -> Bool {
+        guard shared.withLock({ $0.thread != nil }) else { return false }
         parking.lock()
-        guard !ended, !parkHeld else { parking.unlock(); return !ended && parked }
-        parkHeld = true
+        guard !parkState.ended, !parkState.held else {
+            defer { parking.unlock() }
+            return !parkState.ended && parkState.parked
+        }
+        parkState.held = true
         parking.unlock()
         execute { [self] in
             work()
             parking.lock()
-            parked = true
+            parkState.parked = true
             parking.broadcast()
-            while parkHeld { parking.wait() }
-            parked = false
+            while parkState.held { parking.wait() }
+            parkState.parked = false
             parking.unlock()
         }
         parking.lock(); defer { parking.unlock() }
-        while !parked && !ended { parking.wait() }
-        return parked
+        while !parkState.parked && !parkState.ended { parking.wait() }
+        return parkState.parked
     }
 
     /// Lets a parked loop run again.
     public func unpark() {
         parking.lock()
-        parkHeld = false
+        parkState.held = false
         parking.broadcast()
         parking.unlock()
     }
 
     /// Asks the loop to return after the current round (from any thread).
     public func stop() {
-        execute { [self] in stopping = true }
+        execute { [self] in shared.withLock { $0.stopping = true } }
     }
 
     /// Waits until the loop thread started by `start()` has returned; call after
     /// `stop()`. A no-op when the loop was never started.
     public func join() {
-        lock.lock(); let t = thread; thread = nil; lock.unlock()
-        t?.join()
+        shared.withLock { s in defer { s.thread = nil }; return s.thread }?.join()
     }
 
     /// Runs the loop on the calling thread until `stop()`; throws if epoll fails.
@@ -152,17 +166,16 @@ public final class EventLoop: @unchecked Sendable {
             }
             for i in 0..<Int(n) {
                 let fd = events[i].data.fd
-                lock.lock(); let handler = handlers[fd]; lock.unlock()
+                let handler = shared.withLock { $0.handlers[fd] }
                 handler?(events[i].events)
             }
-            lock.lock(); let done = stopping; lock.unlock()
-            if done { return }
+            if shared.withLock({ $0.stopping }) { return }
         }
     }
 
     private func drainWake() {
         wake.consume()
-        lock.lock(); let work = pending; pending.removeAll(); lock.unlock()
+        let work = shared.withLock { s in defer { s.pending.removeAll() }; return s.pending }
         for w in work { w() }
     }
 }

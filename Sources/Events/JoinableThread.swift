@@ -1,5 +1,6 @@
 import CKVM
 import Posix
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,9 +9,9 @@ import Glibc
 /// device event loop) are waited for at teardown, so nothing they touch is
 /// released, closed or exited from under them. Foundation's `Thread` is detached
 /// and cannot be joined.
-public final class JoinableThread: @unchecked Sendable {
-    private var handle: pthread_t
-    private var joined = false
+public final class JoinableThread: Sendable {
+    private let handle: pthread_t
+    private let joined = Atomic<Bool>(false)
 
     /// Starts `body` on a new thread named `name` (Linux keeps 15 characters).
     /// `stackSize` 0 keeps the system default.
@@ -40,15 +41,14 @@ public final class JoinableThread: @unchecked Sendable {
 
     /// Waits for the thread to return. Call once, from another thread.
     public func join() {
-        precondition(!joined, "thread joined twice")
-        joined = true
+        precondition(!joined.exchange(true, ordering: .relaxed), "thread joined twice")
         pthread_join(handle, nil)
     }
 
     private final class Body {
         let name: String
-        let run: () -> Void
-        init(name: String, _ run: @escaping () -> Void) {
+        let run: @Sendable () -> Void
+        init(name: String, _ run: @escaping @Sendable () -> Void) {
             self.name = String(name.utf8.prefix(15)) ?? "skiff"
             self.run = run
         }

@@ -10,7 +10,7 @@ import Glibc
 ///
 /// Safe to use from several threads at once: the layout never changes after init,
 /// and concurrent access to the bytes themselves is the guest's business.
-public final class GuestMemory: @unchecked Sendable {
+public final class GuestMemory: Sendable {
     public let regions: [GuestMemoryRegion]
     /// The file holding all regions back to back: the memfd, or the snapshot's
     /// memory file (opened read-only) for `.privateFile` RAM.

@@ -1,6 +1,6 @@
 /// One contiguous piece of guest RAM: a guest-physical range mapped at a host
 /// address, backed by a range of the guest memory file.
-public struct GuestMemoryRegion: @unchecked Sendable {
+public struct GuestMemoryRegion: @unchecked Sendable {  // Sound because: immutable; the bytes behind the pointer are guest RAM.
     public let start: GuestAddress
     public let size: UInt64
     /// Where the region lives in the memory file (memfd), so snapshots can write

@@ -3,7 +3,7 @@ import CKVM
 /// One bit per 4 KiB page of guest RAM, in RAM-file order (page i is at file
 /// offset i × 4096: regions back to back). Bits are set and taken atomically,
 /// so device threads may mark while a migration harvests.
-public final class PageBitmap: @unchecked Sendable {
+public final class PageBitmap: @unchecked Sendable {  // Sound because: `words` is only read or written through the C atomics.
     public let pages: Int
     private let words: UnsafeMutablePointer<UInt64>
     public var wordCount: Int { (pages + 63) / 64 }
@@ -37,7 +37,7 @@ public final class PageBitmap: @unchecked Sendable {
 
     /// The bits now, left as they are.
     public func peek() -> [UInt64] {
-        (0..<wordCount).map { words[$0] }
+        (0..<wordCount).map { ckvm_atomic_load64(words + $0) }
     }
 
     /// Zeroes every bit.
@@ -45,6 +45,6 @@ public final class PageBitmap: @unchecked Sendable {
 
     public func isSet(_ page: Int) -> Bool {
         guard page >= 0, page < pages else { return false }
-        return words[page >> 6] & (1 << UInt64(page & 63)) != 0
+        return ckvm_atomic_load64(words + (page >> 6)) & (1 << UInt64(page & 63)) != 0
     }
 }

@@ -5,7 +5,7 @@ import Glibc
 
 /// An open `/dev/kvm`: the system-level handle that creates VMs and answers
 /// capability questions.
-public final class KVM: @unchecked Sendable {
+public final class KVM: Sendable {
     public let fileDescriptor: Int32
 
     /// The KVM API version every supported kernel reports.

@@ -6,7 +6,7 @@ import Glibc
 /// One virtual CPU: its fd, the shared `kvm_run` area, and register access.
 /// `run()` must be called from the vCPU's own thread; the accessors may be used
 /// from any thread while the vCPU is not running.
-public final class VCPU: @unchecked Sendable {
+public final class VCPU: @unchecked Sendable {  // Sound because: all `let`; other threads touch `kvm_run` only by the atomic immediate_exit store.
     public let fileDescriptor: Int32
     public let id: Int
     private let runArea: UnsafeMutableRawPointer

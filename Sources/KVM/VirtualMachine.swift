@@ -5,7 +5,7 @@ import Glibc
 
 /// A KVM virtual machine: memory slots, the in-kernel interrupt controllers and
 /// timers, eventfd plumbing, and its vCPUs.
-public final class VirtualMachine: @unchecked Sendable {
+public final class VirtualMachine: Sendable {
     public let fileDescriptor: Int32
     public let kvm: KVM
 

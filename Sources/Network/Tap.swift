@@ -10,7 +10,7 @@ import Glibc
 /// An existing TAP with this name is reused; otherwise the kernel creates one (which
 /// needs CAP_NET_ADMIN and disappears when the file descriptor is closed).
 /// The descriptor is non-blocking, for the device event loop.
-public final class Tap: @unchecked Sendable {
+public final class Tap: Sendable {
     /// struct virtio_net_hdr_v1 (virtio 1.x, with num_buffers).
     public static let vnetHeaderSize = 12
     /// TUNSETOFFLOAD bits: which offloaded frames the kernel may hand us.

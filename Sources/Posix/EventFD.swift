@@ -6,7 +6,7 @@ import Glibc
 /// An eventfd owned for its lifetime: a counter the kernel can wait on, used for
 /// wake-ups (event loop, VM stop), queue notifications (ioeventfd), interrupts
 /// (irqfd) and disk completions. Non-blocking and close-on-exec.
-public final class EventFD: @unchecked Sendable {
+public final class EventFD: Sendable {
     public let fileDescriptor: Int32
 
     /// - Parameter purpose: named in the error if the kernel refuses.

@@ -39,7 +39,7 @@ public struct SeccompAllowList: Sendable {
     /// stderr (with a local-time stamp), sleeping, ending the thread or the process.
     static let runtime = [
         "brk", "mmap", "munmap", "mremap", "mprotect", "madvise",  // malloc and Swift's allocator
-        "futex",                                                  // pthread mutexes and conditions (NSLock, NSCondition)
+        "futex",                                                  // locks and conditions (NSLock, NSCondition, Mutex)
         "rt_sigprocmask", "rt_sigreturn", "sigaltstack",          // signal masks; returning from the kick handler
         "write", "writev",                                        // log lines on stderr, guest console on stdout
         "newfstatat", "fstat",                                    // localtime_r checks /etc/localtime; stdio's first write

@@ -90,6 +90,7 @@ public enum SeccompFilter {
         UnsafePointer(names[SeccompRole.allCases.firstIndex(of: role)!])
     }
 
+    // Sound because: built once (lazy static init is thread-safe), never changed, and the strings are only read.
     nonisolated(unsafe) private static let names: [UnsafeMutablePointer<CChar>] = SeccompRole.allCases.map {
         strdup($0.rawValue)!
     }

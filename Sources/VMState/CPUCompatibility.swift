@@ -13,9 +13,9 @@ public enum CPUCompatibility {
     /// not host features: set by the guest's own control registers (OSXSAVE,
     /// OSPKE), by the VMM (hypervisor, HTT), or offered by KVM outside
     /// GET_SUPPORTED_CPUID (x2APIC, TSC deadline: capabilities of the in-kernel LAPIC).
-    struct FeatureWord {
+    struct FeatureWord: Sendable {
         let function: UInt32, index: UInt32, register: String
-        let value: KeyPath<VCPUState.CPUIDEntry, UInt32>
+        let value: KeyPath<VCPUState.CPUIDEntry, UInt32> & Sendable
         let ignored: UInt32
         let names: [Int: String]
     }

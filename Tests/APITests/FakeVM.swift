@@ -1,20 +1,32 @@
 import API
 import Foundation
+import Synchronization
 
 /// A `VMControl` with the state rules the real VMM will have (pause only when running,
 /// resume only when paused, nothing after shutdown), optional slowness and failures,
 /// and a log of the calls that reached it.
-final class FakeVM: VMControl, @unchecked Sendable {
-    private let lock = NSLock()
-    private var _state = VMInfo.stateRunning
-    private var _calls: [String] = []
+final class FakeVM: VMControl {
+    private struct Guarded {
+        var state = VMInfo.stateRunning
+        var calls: [String] = []
+        var infoCalls = 0
+        var pauseDelay: Double = 0
+        var rebootFailure: (any Error)?
+    }
+    private let guarded = Mutex(Guarded())
     /// Seconds `pause()` takes (a slow transition).
-    var pauseDelay: Double = 0
+    var pauseDelay: Double {
+        get { guarded.withLock { $0.pauseDelay } }
+        set { guarded.withLock { $0.pauseDelay = newValue } }
+    }
     /// Thrown by `reboot()` when set (to test 500 and other mappings).
-    var rebootFailure: Error?
+    var rebootFailure: (any Error)? {
+        get { guarded.withLock { $0.rebootFailure } }
+        set { guarded.withLock { $0.rebootFailure = newValue } }
+    }
 
-    var state: String { lock.withLock { _state } }
-    var calls: [String] { lock.withLock { _calls } }
+    var state: String { guarded.withLock { $0.state } }
+    var calls: [String] { guarded.withLock { $0.calls } }
 
     static let config = VMConfigInfo(
         kernel: "/boot/vmlinux", initrd: "/boot/initrd.img", cmdline: "console=ttyS0 reboot=k",
@@ -28,13 +40,12 @@ final class FakeVM: VMControl, @unchecked Sendable {
     }
 
     /// How many times `info()` was asked (to see how far the server read a client's requests).
-    var infoCalls: Int { lock.withLock { _infoCalls } }
-    private var _infoCalls = 0
+    var infoCalls: Int { guarded.withLock { $0.infoCalls } }
 
     func info() -> VMInfo {
-        lock.withLock {
-            _infoCalls += 1
-            return VMInfo(state: _state, config: Self.config, counters: ["uptime_ms": 1234, "exits": UInt64(_calls.count)])
+        guarded.withLock {
+            $0.infoCalls += 1
+            return VMInfo(state: $0.state, config: Self.config, counters: ["uptime_ms": 1234, "exits": UInt64($0.calls.count)])
         }
     }
 
@@ -52,9 +63,9 @@ final class FakeVM: VMControl, @unchecked Sendable {
 
     func shutdown() throws {
         record("shutdown")
-        try lock.withLock {
-            guard _state != VMInfo.stateShutdown else { throw ControlError(.conflict, "the VM is already shut down") }
-            _state = VMInfo.stateShutdown
+        try guarded.withLock {
+            guard $0.state != VMInfo.stateShutdown else { throw ControlError(.conflict, "the VM is already shut down") }
+            $0.state = VMInfo.stateShutdown
         }
     }
 
@@ -68,23 +79,22 @@ final class FakeVM: VMControl, @unchecked Sendable {
         record("shutdownVMM")
     }
 
-    private func record(_ call: String) { lock.withLock { _calls.append(call) } }
+    private func record(_ call: String) { guarded.withLock { $0.calls.append(call) } }
 
     private func transition(from: String, to: String, else message: (String) -> String) throws {
-        try lock.withLock {
-            guard _state == from else { throw ControlError(.conflict, message(_state)) }
-            _state = to
+        try guarded.withLock {
+            guard $0.state == from else { throw ControlError(.conflict, message($0.state)) }
+            $0.state = to
         }
     }
 }
 
 /// A VM that implements the snapshot and restore requests, to show a route
 /// leaves 501 by the VMM alone (and to serve them as the spec documents).
-final class SnapshottingVM: VMControl, @unchecked Sendable {
+final class SnapshottingVM: VMControl {
     let base = FakeVM()
-    private let lock = NSLock()
-    private var _destinations: [String] = []
-    var destinations: [String] { lock.withLock { _destinations } }
+    private let _destinations = Mutex<[String]>([])
+    var destinations: [String] { _destinations.withLock { $0 } }
 
     func ping() -> PingInfo { base.ping() }
     func info() -> VMInfo { base.info() }
@@ -94,9 +104,9 @@ final class SnapshottingVM: VMControl, @unchecked Sendable {
     func reboot() throws { try base.reboot() }
     func shutdownVMM() throws { try base.shutdownVMM() }
     func snapshot(_ request: SnapshotRequest) throws {
-        lock.withLock { _destinations.append(request.destinationURL) }
+        _destinations.withLock { $0.append(request.destinationURL) }
     }
     func restore(_ request: RestoreRequest) throws {
-        lock.withLock { _destinations.append(request.sourceURL) }
+        _destinations.withLock { $0.append(request.sourceURL) }
     }
 }

@@ -1,11 +1,12 @@
 import API
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A real `APIServer` on a socket in a fresh temporary directory, with a fake VM.
-final class TestServer {
+final class TestServer: Sendable {
     let directory: String
     let path: String
     let vm: VMControl
@@ -27,6 +28,13 @@ final class TestServer {
         server.stop()
         try? FileManager.default.removeItem(atPath: directory)
     }
+}
+
+/// A count several threads add to.
+final class Counter: Sendable {
+    private let n = Atomic<Int>(0)
+    var count: Int { n.load(ordering: .relaxed) }
+    func increment() { n.wrappingAdd(1, ordering: .relaxed) }
 }
 
 /// Short (unix socket paths are limited to 107 bytes) and unique.

@@ -1,19 +1,40 @@
-import Foundation
+import Synchronization
 import Testing
 @testable import Devices
 
-final class CountingInterrupt: InterruptLine, @unchecked Sendable {
-    private let lock = NSLock()
-    private var n = 0
-    var count: Int { lock.lock(); defer { lock.unlock() }; return n }
-    func trigger() { lock.lock(); n += 1; lock.unlock() }
+/// How often a device callback ran; callbacks may come from any thread.
+final class Counter: Sendable {
+    private let n = Atomic<Int>(0)
+    var count: Int { n.load(ordering: .relaxed) }
+    func increment() { n.wrappingAdd(1, ordering: .relaxed) }
+}
+
+final class CountingInterrupt: InterruptLine {
+    private let counter = Counter()
+    var count: Int { counter.count }
+    func trigger() { counter.increment() }
+}
+
+/// Collects what a device transmits (from whichever thread it runs on).
+final class ByteSink: Sendable {
+    private let collected = Mutex<[UInt8]>([])
+    var bytes: [UInt8] { collected.withLock { $0 } }
+    func append(_ byte: UInt8) { collected.withLock { $0.append(byte) } }
 }
 
 /// Drives the UART through its registers as a guest driver would.
 final class UARTHarness {
-    let irq = CountingInterrupt()
-    private(set) var transmitted: [UInt8] = []
-    lazy var uart = Serial8250(interrupt: irq) { [unowned self] in self.transmitted.append($0) }
+    let irq: CountingInterrupt
+    private let sink: ByteSink
+    var transmitted: [UInt8] { sink.bytes }
+    let uart: Serial8250
+
+    init() {
+        let irq = CountingInterrupt(), sink = ByteSink()
+        self.irq = irq
+        self.sink = sink
+        uart = Serial8250(interrupt: irq) { sink.append($0) }
+    }
 
     func read(_ offset: UInt64) -> UInt8 {
         var b: UInt8 = 0
@@ -94,45 +115,46 @@ struct Serial8250Tests {
 
     @Test func drainingTheFIFONotifiesTheProducer() {
         let h = UARTHarness()
-        var drained = 0
-        h.uart.onReceiveDrained = { drained += 1 }
+        let drained = Counter()
+        h.uart.onReceiveDrained = { drained.increment() }
         h.uart.enqueueInput([1, 2])
         _ = h.read(0)
-        #expect(drained == 0)
+        #expect(drained.count == 0)
         _ = h.read(0)
-        #expect(drained == 1)
+        #expect(drained.count == 1)
     }
 }
 
 struct LegacyDeviceTests {
     @Test func i8042ResetsOnlyOnPulseCommand() {
-        var resets = 0
-        let dev = I8042 { resets += 1 }
+        let resets = Counter()
+        let dev = I8042 { resets.increment() }
         withUnsafeBytes(of: UInt8(0xFE)) { dev.write(offset: 0, data: $0) }   // data port: ignored
         withUnsafeBytes(of: UInt8(0xAA)) { dev.write(offset: 4, data: $0) }
-        #expect(resets == 0)
+        #expect(resets.count == 0)
         withUnsafeBytes(of: UInt8(0xFE)) { dev.write(offset: 4, data: $0) }
-        #expect(resets == 1)
+        #expect(resets.count == 1)
     }
 
     @Test func acpiSleepControlPowersOffOnS5AndResetsOnResetValue() {
-        var off = 0, reset = 0
-        let dev = ACPISleepControl(softOffType: 5, resetValue: 1, onPowerOff: { off += 1 }, onReset: { reset += 1 })
+        let off = Counter(), reset = Counter()
+        let dev = ACPISleepControl(softOffType: 5, resetValue: 1, onPowerOff: { off.increment() }, onReset: { reset.increment() })
         withUnsafeBytes(of: UInt8(5 << 2)) { dev.write(offset: 0, data: $0) }           // no SLP_EN
         withUnsafeBytes(of: UInt8((3 << 2) | 0x20)) { dev.write(offset: 0, data: $0) }  // S3: not supported
-        #expect(off == 0)
+        #expect(off.count == 0)
         withUnsafeBytes(of: UInt8((5 << 2) | 0x20)) { dev.write(offset: 0, data: $0) }
-        #expect(off == 1)
+        #expect(off.count == 1)
         withUnsafeBytes(of: UInt8(1)) { dev.write(offset: 2, data: $0) }
-        #expect(reset == 1)
+        #expect(reset.count == 1)
     }
 }
 
 struct BusTests {
-    final class Recorder: BusDevice, @unchecked Sendable {
-        var lastOffset: UInt64?
-        func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) { lastOffset = offset; data[0] = 7 }
-        func write(offset: UInt64, data: UnsafeRawBufferPointer) { lastOffset = offset }
+    final class Recorder: BusDevice {
+        private let last = Mutex<UInt64?>(nil)
+        var lastOffset: UInt64? { last.withLock { $0 } }
+        func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) { last.withLock { $0 = offset }; data[0] = 7 }
+        func write(offset: UInt64, data: UnsafeRawBufferPointer) { last.withLock { $0 = offset } }
     }
 
     @Test func routesToTheRightDeviceWithRelativeOffsets() throws {

@@ -70,6 +70,10 @@ static const unsigned int CKVM_IOEVENTFD_FLAG_DATAMATCH = KVM_IOEVENTFD_FLAG_DAT
 static inline void ckvm_atomic_or64(uint64_t *word, uint64_t bits) {
     __atomic_fetch_or(word, bits, __ATOMIC_RELAXED);
 }
+/// Reads `*word` atomically (a plain load on x86), so a reader never races a marker.
+static inline uint64_t ckvm_atomic_load64(uint64_t *word) {
+    return __atomic_load_n(word, __ATOMIC_RELAXED);
+}
 /// Reads `*word` and zeroes it, atomically.
 static inline uint64_t ckvm_atomic_exchange_zero64(uint64_t *word) {
     return __atomic_exchange_n(word, 0, __ATOMIC_ACQ_REL);

@@ -1,7 +1,7 @@
-import Foundation
+import Synchronization
 
 /// Routes guest port I/O or MMIO accesses to the device registered at an address.
-public final class Bus: @unchecked Sendable {
+public final class Bus: Sendable {
     public struct Range: Sendable, CustomStringConvertible {
         public let base: UInt64
         public let length: UInt64
@@ -20,33 +20,36 @@ public final class Bus: @unchecked Sendable {
         }
     }
 
-    private var entries: [(range: Range, device: any BusDevice)] = []
-    private let lock = NSLock()
+    /// Sorted by base; the lock is held only to search or insert (every port I/O
+    /// and MMIO exit resolves here, so never while a device runs).
+    private let entries = Mutex<[(range: Range, device: any BusDevice)]>([])
 
     public init() {}
 
     public func insert(_ device: any BusDevice, at base: UInt64, length: UInt64) throws {
         guard length > 0, base.addingReportingOverflow(length).overflow == false else { throw BusError.emptyRange(base) }
         let range = Range(base: base, length: length)
-        lock.lock(); defer { lock.unlock() }
-        if let clash = entries.first(where: { $0.range.base < range.end && range.base < $0.range.end }) {
-            throw BusError.overlap(range, clash.range)
+        try entries.withLock { entries in
+            if let clash = entries.first(where: { $0.range.base < range.end && range.base < $0.range.end }) {
+                throw BusError.overlap(range, clash.range)
+            }
+            entries.append((range, device))
+            entries.sort { $0.range.base < $1.range.base }
         }
-        entries.append((range, device))
-        entries.sort { $0.range.base < $1.range.base }
     }
 
     /// The device covering `address` and the offset into it.
     public func resolve(_ address: UInt64) -> (device: any BusDevice, offset: UInt64)? {
-        lock.lock(); defer { lock.unlock() }
-        // Few devices: a binary search over the sorted ranges.
-        var low = 0, high = entries.count
-        while low < high {
-            let mid = (low + high) / 2
-            if entries[mid].range.end <= address { low = mid + 1 } else { high = mid }
+        entries.withLock { entries in
+            // Few devices: a binary search over the sorted ranges.
+            var low = 0, high = entries.count
+            while low < high {
+                let mid = (low + high) / 2
+                if entries[mid].range.end <= address { low = mid + 1 } else { high = mid }
+            }
+            guard low < entries.count, entries[low].range.base <= address else { return nil }
+            return (entries[low].device, address - entries[low].range.base)
         }
-        guard low < entries.count, entries[low].range.base <= address else { return nil }
-        return (entries[low].device, address - entries[low].range.base)
     }
 
     /// Dispatches a read; returns false when no device is there (the caller decides

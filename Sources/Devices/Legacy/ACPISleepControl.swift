@@ -2,16 +2,16 @@
 /// SLEEP_CONTROL_REG (offset 0), SLEEP_STATUS_REG (offset 1) and RESET_REG
 /// (offset 2). Writing SLP_EN with the `_S5_` sleep type powers off; writing the
 /// reset value reboots.
-public final class ACPISleepControl: BusDevice, @unchecked Sendable {
+public final class ACPISleepControl: BusDevice {
     static let sleepEnable: UInt8 = 1 << 5
     public static let length: UInt64 = 3
 
     private let softOffType: UInt8
     private let resetValue: UInt8
-    private let onPowerOff: () -> Void
-    private let onReset: () -> Void
+    private let onPowerOff: @Sendable () -> Void
+    private let onReset: @Sendable () -> Void
 
-    public init(softOffType: UInt8, resetValue: UInt8, onPowerOff: @escaping () -> Void, onReset: @escaping () -> Void) {
+    public init(softOffType: UInt8, resetValue: UInt8, onPowerOff: @escaping @Sendable () -> Void, onReset: @escaping @Sendable () -> Void) {
         self.softOffType = softOffType
         self.resetValue = resetValue
         self.onPowerOff = onPowerOff

@@ -2,13 +2,13 @@
 /// (command 0xFE on port 0x64, what Linux's `reboot=k` does). Registered at
 /// port 0x60 with length 5 so offset 0 is the data port and offset 4 the
 /// command/status port.
-public final class I8042: BusDevice, @unchecked Sendable {
+public final class I8042: BusDevice {
     static let commandOffset: UInt64 = 4
     static let pulseResetCommand: UInt8 = 0xFE
 
-    private let onReset: () -> Void
+    private let onReset: @Sendable () -> Void
 
-    public init(onReset: @escaping () -> Void) {
+    public init(onReset: @escaping @Sendable () -> Void) {
         self.onReset = onReset
     }
 

@@ -1,10 +1,10 @@
-import Foundation
+import Synchronization
 
 /// A 16550A-compatible UART (the 8250 family), enough for Linux's 8250 driver
 /// and simple firmware: transmit goes straight to an output sink, receive
 /// comes from a bounded FIFO filled by the VMM (stdin), and interrupts follow
 /// the IER/IIR rules so both polled and interrupt-driven drivers work.
-public final class Serial8250: BusDevice, @unchecked Sendable {
+public final class Serial8250: BusDevice {
     /// Plain register state, enough to rebuild the device (snapshots).
     public struct State: Codable, Equatable, Sendable {
         public var interruptEnable: UInt8 = 0
@@ -36,17 +36,20 @@ public final class Serial8250: BusDevice, @unchecked Sendable {
 
     /// Called (outside the lock) when the guest has emptied the receive FIFO, so
     /// a producer holding more input can offer it.
-    public var onReceiveDrained: (() -> Void)?
+    public var onReceiveDrained: (@Sendable () -> Void)? {
+        get { drainedHandler.withLock { $0 } }
+        set { drainedHandler.withLock { $0 = newValue } }
+    }
 
-    private var state = State()
-    private let lock = NSLock()
-    private let output: (UInt8) -> Void
+    private let state = Mutex(State())
+    private let drainedHandler = Mutex<(@Sendable () -> Void)?>(nil)
+    private let output: @Sendable (UInt8) -> Void
     private let interrupt: (any InterruptLine)?
 
     /// - Parameters:
     ///   - output: receives every byte the guest transmits.
     ///   - interrupt: the UART's IRQ line (nil: polled only).
-    public init(interrupt: (any InterruptLine)?, output: @escaping (UInt8) -> Void) {
+    public init(interrupt: (any InterruptLine)?, output: @escaping @Sendable (UInt8) -> Void) {
         self.interrupt = interrupt
         self.output = output
     }
@@ -54,30 +57,29 @@ public final class Serial8250: BusDevice, @unchecked Sendable {
     /// Queues bytes for the guest to read; returns how many fitted.
     @discardableResult
     public func enqueueInput(_ bytes: some Collection<UInt8>) -> Int {
-        lock.lock()
-        let room = Serial8250.receiveCapacity - state.receiveBuffer.count
-        let accepted = bytes.prefix(max(room, 0))
-        let wasEmpty = state.receiveBuffer.isEmpty
-        state.receiveBuffer.append(contentsOf: accepted)
-        let raise = wasEmpty && !accepted.isEmpty && state.interruptEnable & Serial8250.ierReceive != 0
-        lock.unlock()
+        let (accepted, raise) = state.withLock { state in
+            let room = Serial8250.receiveCapacity - state.receiveBuffer.count
+            let accepted = Array(bytes.prefix(max(room, 0)))
+            let wasEmpty = state.receiveBuffer.isEmpty
+            state.receiveBuffer.append(contentsOf: accepted)
+            return (accepted.count, wasEmpty && !accepted.isEmpty && state.interruptEnable & Serial8250.ierReceive != 0)
+        }
         if raise { interrupt?.trigger() }
-        return accepted.count
+        return accepted
     }
 
     /// Free room in the receive FIFO.
     public var inputRoom: Int {
-        lock.lock(); defer { lock.unlock() }
-        return Serial8250.receiveCapacity - state.receiveBuffer.count
+        state.withLock { Serial8250.receiveCapacity - $0.receiveBuffer.count }
     }
 
     public func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
         guard !data.isEmpty else { return }
-        lock.lock()
-        let hadInput = !state.receiveBuffer.isEmpty
-        let value = readRegister(Int(offset))
-        let drained = hadInput && state.receiveBuffer.isEmpty
-        lock.unlock()
+        let (value, drained) = state.withLock { state in
+            let hadInput = !state.receiveBuffer.isEmpty
+            let value = state.readRegister(Int(offset))
+            return (value, hadInput && state.receiveBuffer.isEmpty)
+        }
         if drained { onReceiveDrained?() }
         data[0] = value
         for i in 1..<data.count { data[i] = 0 }
@@ -85,107 +87,105 @@ public final class Serial8250: BusDevice, @unchecked Sendable {
 
     public func write(offset: UInt64, data: UnsafeRawBufferPointer) {
         guard let value = data.first else { return }
-        lock.lock()
-        let (transmit, raise) = writeRegister(Int(offset), value)
-        lock.unlock()
+        let (transmit, raise) = state.withLock { $0.writeRegister(Int(offset), value) }
         if let transmit { output(transmit) }
         if raise { interrupt?.trigger() }
     }
 
     public func snapshot() -> State {
-        lock.lock(); defer { lock.unlock() }
-        return state
+        state.withLock { $0 }
     }
 
     public func restore(_ newState: State) {
-        lock.lock()
-        state = newState
-        if state.receiveBuffer.count > Serial8250.receiveCapacity {
-            state.receiveBuffer = Array(state.receiveBuffer.prefix(Serial8250.receiveCapacity))
+        var newState = newState
+        if newState.receiveBuffer.count > Serial8250.receiveCapacity {
+            newState.receiveBuffer = Array(newState.receiveBuffer.prefix(Serial8250.receiveCapacity))
         }
-        lock.unlock()
+        state.withLock { $0 = newState }
     }
+}
 
-    // MARK: - Registers (called with the lock held)
+// MARK: - Registers (called with the lock held)
 
-    private var dlab: Bool { state.lineControl & Serial8250.lcrDLAB != 0 }
+extension Serial8250.State {
+    private var dlab: Bool { lineControl & Serial8250.lcrDLAB != 0 }
 
-    private func readRegister(_ offset: Int) -> UInt8 {
+    fileprivate mutating func readRegister(_ offset: Int) -> UInt8 {
         switch offset {
         case Serial8250.data:
-            if dlab { return state.divisorLow }
-            guard !state.receiveBuffer.isEmpty else { return 0 }
-            return state.receiveBuffer.removeFirst()
+            if dlab { return divisorLow }
+            guard !receiveBuffer.isEmpty else { return 0 }
+            return receiveBuffer.removeFirst()
         case Serial8250.interruptEnable:
-            return dlab ? state.divisorHigh : state.interruptEnable
+            return dlab ? divisorHigh : interruptEnable
         case Serial8250.interruptIdentify:
-            let fifo = state.fifoControl & 1 != 0 ? Serial8250.iirFIFO : 0
-            if state.interruptEnable & Serial8250.ierReceive != 0 && !state.receiveBuffer.isEmpty {
+            let fifo = fifoControl & 1 != 0 ? Serial8250.iirFIFO : 0
+            if interruptEnable & Serial8250.ierReceive != 0 && !receiveBuffer.isEmpty {
                 return Serial8250.iirReceive | fifo
             }
-            if state.interruptEnable & Serial8250.ierTransmit != 0 && state.transmitInterruptPending {
-                state.transmitInterruptPending = false  // reading IIR acknowledges THRE
+            if interruptEnable & Serial8250.ierTransmit != 0 && transmitInterruptPending {
+                transmitInterruptPending = false  // reading IIR acknowledges THRE
                 return Serial8250.iirTransmitEmpty | fifo
             }
             return Serial8250.iirNone | fifo
         case Serial8250.lineControl:
-            return state.lineControl
+            return lineControl
         case Serial8250.modemControl:
-            return state.modemControl
+            return modemControl
         case Serial8250.lineStatus:
             var lsr = Serial8250.lsrTransmitEmpty | Serial8250.lsrIdle
-            if !state.receiveBuffer.isEmpty { lsr |= Serial8250.lsrDataReady }
+            if !receiveBuffer.isEmpty { lsr |= Serial8250.lsrDataReady }
             return lsr
         case Serial8250.modemStatus:
-            if state.modemControl & Serial8250.mcrLoop != 0 {
+            if modemControl & Serial8250.mcrLoop != 0 {
                 // Loopback: outputs DTR/RTS/OUT1/OUT2 appear as DSR/CTS/RI/DCD.
-                let m = state.modemControl
+                let m = modemControl
                 return ((m & 0x01) << 5) | ((m & 0x02) << 3) | ((m & 0x04) << 4) | ((m & 0x08) << 4)
             }
             return 0xB0  // DCD, DSR, CTS
         case Serial8250.scratch:
-            return state.scratch
+            return scratch
         default:
             return 0
         }
     }
 
     /// Returns a byte to transmit and whether to raise the interrupt.
-    private func writeRegister(_ offset: Int, _ value: UInt8) -> (UInt8?, Bool) {
+    fileprivate mutating func writeRegister(_ offset: Int, _ value: UInt8) -> (UInt8?, Bool) {
         switch offset {
         case Serial8250.data:
-            if dlab { state.divisorLow = value; return (nil, false) }
-            if state.modemControl & Serial8250.mcrLoop != 0 {
-                let wasEmpty = state.receiveBuffer.isEmpty
-                if state.receiveBuffer.count < Serial8250.receiveCapacity { state.receiveBuffer.append(value) }
-                return (nil, wasEmpty && state.interruptEnable & Serial8250.ierReceive != 0)
+            if dlab { divisorLow = value; return (nil, false) }
+            if modemControl & Serial8250.mcrLoop != 0 {
+                let wasEmpty = receiveBuffer.isEmpty
+                if receiveBuffer.count < Serial8250.receiveCapacity { receiveBuffer.append(value) }
+                return (nil, wasEmpty && interruptEnable & Serial8250.ierReceive != 0)
             }
             // The byte leaves at once, so the holding register is empty again.
-            state.transmitInterruptPending = true
-            return (value, state.interruptEnable & Serial8250.ierTransmit != 0)
+            transmitInterruptPending = true
+            return (value, interruptEnable & Serial8250.ierTransmit != 0)
         case Serial8250.interruptEnable:
-            if dlab { state.divisorHigh = value; return (nil, false) }
-            let old = state.interruptEnable
-            state.interruptEnable = value & 0x0F
+            if dlab { divisorHigh = value; return (nil, false) }
+            let old = interruptEnable
+            interruptEnable = value & 0x0F
             var raise = false
             if old & Serial8250.ierTransmit == 0 && value & Serial8250.ierTransmit != 0 {
-                state.transmitInterruptPending = true
+                transmitInterruptPending = true
                 raise = true
             }
-            if old & Serial8250.ierReceive == 0 && value & Serial8250.ierReceive != 0 && !state.receiveBuffer.isEmpty {
+            if old & Serial8250.ierReceive == 0 && value & Serial8250.ierReceive != 0 && !receiveBuffer.isEmpty {
                 raise = true
             }
             return (nil, raise)
         case Serial8250.interruptIdentify:
-            state.fifoControl = value
-            if value & 0x02 != 0 { state.receiveBuffer.removeAll() }
+            fifoControl = value
+            if value & 0x02 != 0 { receiveBuffer.removeAll() }
             return (nil, false)
         case Serial8250.lineControl:
-            state.lineControl = value
+            lineControl = value
         case Serial8250.modemControl:
-            state.modemControl = value & 0x1F
+            modemControl = value & 0x1F
         case Serial8250.scratch:
-            state.scratch = value
+            scratch = value
         default:
             break
         }
