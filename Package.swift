@@ -62,7 +62,8 @@ let package = Package(
         // `ByteStream`, and the pre-shared key file. Knows nothing of VMs.
         .target(name: "SecureChannel", dependencies: ["Posix", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "VMM", dependencies: ["Posix", "Events", "Seccomp", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState", "Migration",
-                                            .product(name: "Logging", package: "swift-log")]),
+                                            .product(name: "Logging", package: "swift-log"),
+                                            .product(name: "Crypto", package: "swift-crypto")]),
         .executableTarget(name: "skiff", dependencies: [
             "VMM", "VMState", "Migration", "Posix", "Storage", "Virtio", "API", "SecureChannel", "Seccomp",
             .product(name: "Logging", package: "swift-log"),
