@@ -28,7 +28,8 @@ struct MigrationDiskCopyTests {
 
     /// Whether `qemu-io` finds the range of `image` filled with `pattern`.
     static func holds(_ image: String, _ pattern: Int, at offset: Int, _ length: Int) throws -> Bool {
-        let out = try Shell.run("qemu-io -r -c 'read -P \(pattern) \(offset) \(length)' \(image) 2>&1")
+        // qemu-io exits non-zero on a pattern mismatch: the output says which.
+        let out = try Shell.run("qemu-io -r -c 'read -P \(pattern) \(offset) \(length)' \(image) 2>&1 || true")
         return out.contains("read \(length)/\(length) bytes") && !out.contains("Pattern verification failed")
     }
 
@@ -102,7 +103,7 @@ struct MigrationDiskCopyTests {
         let port = MigrationPair.freePort()
         let destination = try BackgroundVM(["-m", "--propagation", "private", "sh", "-c",
                                             "mount --bind \(other) \(base) && exec \(SkiffProcess.binary.path) run "
-                                            + "--incoming tcp:127.0.0.1:\(port) --insecure-migration --disk path=\(overlay)"],
+                                            + "--incoming tcp:127.0.0.1:\(port) --insecure-migration --disk path=\(overlay) --log-level info"],
                                            tool: "/usr/bin/unshare")
         let source = try Self.source(top, socket: socket)
         try #require(destination.errors.waitFor("waiting for an incoming VM", timeout: 60), "\(destination.errors.text)")
@@ -131,7 +132,7 @@ struct MigrationDiskCopyTests {
         let socket = dir.appendingPathComponent("src.sock").path
         let port = MigrationPair.freePort()
         let destination = try BackgroundVM(["run", "--incoming", "tcp:127.0.0.1:\(port)", "--insecure-migration",
-                                            "--disk", "path=\(overlay)"])
+                                            "--disk", "path=\(overlay)", "--log-level", "info"])
         let source = try Self.source(raw, socket: socket, format: "raw")
         try #require(destination.errors.waitFor("waiting for an incoming VM", timeout: 60), "\(destination.errors.text)")
         try #require(APILifecycleTests.waitForSocket(socket, vm: source), "no API: \(source.errors.text)")
@@ -157,7 +158,7 @@ struct MigrationDiskCopyTests {
         let socket = dir.appendingPathComponent("src.sock").path
         let port = MigrationPair.freePort()
         let destination = try BackgroundVM(["run", "--incoming", "tcp:127.0.0.1:\(port)", "--insecure-migration",
-                                            "--disk", "path=\(overlay)"])
+                                            "--disk", "path=\(overlay)", "--log-level", "info"])
         let source = try Self.source(top, socket: socket)
         try #require(destination.errors.waitFor("waiting for an incoming VM", timeout: 60), "\(destination.errors.text)")
         try #require(APILifecycleTests.waitForSocket(socket, vm: source), "no API: \(source.errors.text)")
