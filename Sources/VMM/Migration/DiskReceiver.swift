@@ -152,6 +152,16 @@ final class DiskReceiver {
         bytesReceived += header.length
     }
 
+    /// Makes what was received so far durable (at the end of each round, so
+    /// the flush inside the downtime covers only the last round).
+    func flush() throws {
+        for (index, d) in disks {
+            do { try d.image.flush() } catch {
+                throw MigrationError(.failed, "disk \(index): cannot write the overlay \(d.overlay): \(error)")
+            }
+        }
+    }
+
     /// Flushes and closes the overlays (the VM's devices open them next).
     func finish() throws {
         for (index, d) in disks.sorted(by: { $0.key < $1.key }) {

@@ -137,6 +137,7 @@ extension Machine {
             case .iterationEnd:
                 _ = try MigrationFrame.readPayload(header, from: stream)
                 iterations += 1
+                try disksReceiver.flush()
             default:
                 let bytes = try MigrationFrame.readPayload(header, from: stream)
                 let received = ContinuousClock.now
@@ -153,7 +154,11 @@ extension Machine {
                     defer { buildTime = ContinuousClock.now - t0 }
                     // The source has flushed and unlocked its shared images, and sent the last
                     // clusters of the others: now open them.
+                    let closing = ContinuousClock.now
                     try disksReceiver.finish()
+                    if !disksReceiver.created.isEmpty {
+                        machine.log.info("migration: received overlays closed in \(milliseconds(ContinuousClock.now - closing))")
+                    }
                     let memory = machine.memory
                     built = nil
                     do {
