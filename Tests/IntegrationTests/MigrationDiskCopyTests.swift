@@ -176,9 +176,10 @@ struct MigrationDiskCopyTests {
             usleep(2_000)
         }
         kill(destination.process.processIdentifier, SIGKILL)
-        #expect(size >= 4 << 20 && size < 48 << 20, "the overlay had \(size) bytes when the destination was killed")
         let finished = try #require(migrate.wait(timeout: 120))
         let run = try #require(finished)
+        let context = "\(run.stderr.suffix(400)) \(destination.errors.text.suffix(600))"
+        #expect(size >= 4 << 20 && size < 48 << 20, "the overlay had \(size) bytes when the destination was killed: \(context)")
         #expect(run.status != 0, "the migration finished before the kill: \(run.stdout)")
         #expect(source.waitForExit(timeout: 180) == 0, "\(source.errors.text.suffix(600))")
         let out = source.output.text
