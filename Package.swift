@@ -101,7 +101,7 @@ let package = Package(
                                                                .product(name: "Crypto", package: "swift-crypto")],
                     exclude: ["Fixtures"]),
         .testTarget(name: "MigrationTests", dependencies: ["Migration", "Posix", "VMState"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "Events", "VMState", "KVM", "CKVM", "Virtio", "Migration", "Posix", "GuestMemory"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "Events", "VMState", "KVM", "CKVM", "Virtio", "Migration", "Posix", "GuestMemory", "Storage"]),
         // Runs the built `skiff` binary against firmware guests and the guest Linux on /dev/kvm.
         .testTarget(name: "IntegrationTests", dependencies: ["skiff"]),
     ],

@@ -11,7 +11,9 @@ import Testing
        .enabled(if: Shell.has("qemu-img") && Shell.has("qemu-io"), "needs qemu-img and qemu-io"),
        .serialized)
 struct MigrationDiskCopyTests {
-    static let writes = 3000
+    /// The most the firmware does: under load the migration's start can take
+    /// seconds, and the guest must still be writing when it runs.
+    static let writes = 8000
     /// Byte offset of the guest's log sector `n` (the log starts at sector 4096).
     static func logOffset(_ n: Int) -> Int { (4096 + n) * 512 }
 

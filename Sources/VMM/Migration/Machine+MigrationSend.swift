@@ -184,7 +184,8 @@ extension Machine {
     /// `accepted` once it has checked their backing chains and made overlays.
     private func negotiateDisks(_ stream: ByteStream) throws -> DiskSender {
         let transports = virtio.transports
-        guard let header = try expect([.accepted, .diskPlan], from: stream, after: "config"), header.kind == .diskPlan else {
+        let header = try expect([.accepted, .diskPlan], from: stream, after: "config")
+        guard header.kind == .diskPlan else {
             return try DiskSender(plan: MigrationDiskPlan(copied: transports.filter { $0.device is VirtioBlock }.map { _ in false }),
                                   transports: transports)
         }
@@ -200,13 +201,13 @@ extension Machine {
     /// Reads the destination's answer: `kind`, or its refusal as an error.
     private func expect(_ kind: MigrationFrame.Kind, from stream: ByteStream, after step: String) throws {
         let header = try expect([kind], from: stream, after: step)
-        _ = try MigrationFrame.readPayload(header!, from: stream)
+        _ = try MigrationFrame.readPayload(header, from: stream)
     }
 
     /// Reads the header of the destination's answer, one of `kinds` (its
     /// payload is the caller's to read), or its refusal as an error.
     @discardableResult
-    private func expect(_ kinds: [MigrationFrame.Kind], from stream: ByteStream, after step: String) throws -> MigrationFrame.Header? {
+    private func expect(_ kinds: [MigrationFrame.Kind], from stream: ByteStream, after step: String) throws -> MigrationFrame.Header {
         let header: MigrationFrame.Header
         do {
             header = try MigrationFrame.readHeader(from: stream)
