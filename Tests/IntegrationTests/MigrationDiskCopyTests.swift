@@ -57,7 +57,8 @@ struct MigrationDiskCopyTests {
 
         let run = try SkiffProcess.run(["migrate", "--api-socket", socket, "--insecure-migration",
                                         "tcp:127.0.0.1:\(port)"], timeout: 120)
-        try #require(run.status == 0, "skiff migrate: \(run.stderr) \(destination.errors.text.suffix(600))")
+        let context = "\(run.stderr) \(destination.errors.text.suffix(600)) source: \(source.errors.text.suffix(1500))"
+        try #require(run.status == 0, "skiff migrate: \(context)")
         #expect(source.waitForExit(timeout: 30) == 0, "source: \(source.errors.text)")
         let before = source.output.text
         let done = SnapshotDiskTests.logged(before).max() ?? 0

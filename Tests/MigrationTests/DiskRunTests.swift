@@ -16,7 +16,9 @@ struct DiskRunTests {
         #expect(h == MigrationFrame.Header(kind: .disk, length: 16 + (2 << 16)))
         let payload = try MigrationFrame.readPayload(h, from: s)
         #expect(try DiskRun.parse(Array(payload.prefix(16)), frameLength: h.length) == run)
+        // Version 2 adds the disk messages; a version 1 stream is still received.
         #expect(MigrationVersion.current == 2 && MigrationVersion.oldestAccepted == 1)
+        #expect(try MigrationVersion.check(startPayload: MigrationVersion.startPayload(version: 1)) == 1)
     }
 
     @Test func hostileRunHeadersAreClearErrors() {

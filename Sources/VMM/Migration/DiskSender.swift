@@ -18,6 +18,9 @@ final class DiskSender {
         let transport: VirtioMMIOTransport
         let block: VirtioBlock
         let image: Qcow2Image
+        /// Read once under the device lock: the image is the event loop's.
+        let virtualSize: UInt64
+        let clusterSize: UInt64
         var pending: ClusterBitmap
         var clustersSent: UInt64 = 0
     }
@@ -42,8 +45,9 @@ final class DiskSender {
                 throw MigrationError(.refused, "disk \(index) (\(pair.1.image.path)) cannot be sent without shared storage: "
                     + "only a writable qcow2 image's top layer can be")
             }
-            return Disk(index: index, transport: pair.0, block: pair.1, image: image,
-                        pending: ClusterBitmap(clusters: Int(image.guestClusters)))
+            let (size, cluster, clusters) = pair.0.withDeviceLocked { (image.virtualSize, image.clusterSize, image.guestClusters) }
+            return Disk(index: index, transport: pair.0, block: pair.1, image: image, virtualSize: size,
+                        clusterSize: cluster, pending: ClusterBitmap(clusters: Int(clusters)))
         }
     }
 
@@ -55,14 +59,13 @@ final class DiskSender {
     /// cluster size, and the files below its top layer with their SHA-256.
     func describe() throws -> MigrationDiskList {
         try MigrationDiskList(disks: disks.map { d in
-            let (size, cluster, below) = d.transport.withDeviceLocked {
-                (d.image.virtualSize, d.image.clusterSize, Machine.layers(of: d.image).dropFirst())
+            let (below, chain) = d.transport.withDeviceLocked {
+                (Machine.layers(of: d.image).dropFirst(), d.image.backingChain.map(\.format))
             }
-            let chain = d.transport.withDeviceLocked { d.image.backingChain.map(\.format) }
             let layers = try zip(below, chain).map { path, format in
                 try FileDigest.layer(path: path, format: format.rawValue)
             }
-            return MigrationDiskList.Disk(index: d.index, virtualSize: size, clusterSize: cluster, backing: layers)
+            return MigrationDiskList.Disk(index: d.index, virtualSize: d.virtualSize, clusterSize: d.clusterSize, backing: layers)
         })
     }
 
@@ -96,7 +99,7 @@ final class DiskSender {
 
     /// Bytes of clusters waiting to be sent.
     var pendingBytes: UInt64 {
-        disks.reduce(0) { $0 + UInt64($1.pending.count) * $1.image.clusterSize }
+        disks.reduce(0) { $0 + UInt64($1.pending.count) * $1.clusterSize }
     }
 
     /// Stops tracking (the migration ended either way).
@@ -109,12 +112,12 @@ final class DiskSender {
     func sendPending(to stream: ByteStream) throws {
         for i in disks.indices {
             let d = disks[i]
-            let cs = Int(d.image.clusterSize)
+            let cs = Int(d.clusterSize)
             let perRun = max(1, Self.runBytes / cs)
             if buffer.count < max(Self.runBytes, cs) { buffer = [UInt8](repeating: 0, count: max(Self.runBytes, cs)) }
             for run in d.pending.runs(maxRun: perRun) {
                 let offset = UInt64(run.lowerBound) * UInt64(cs)
-                let length = Int(min(UInt64(run.count * cs), d.image.virtualSize - offset))
+                let length = Int(min(UInt64(run.count * cs), d.virtualSize - offset))
                 try buffer.withUnsafeMutableBytes { raw in
                     let part = UnsafeMutableRawBufferPointer(rebasing: raw[0..<length])
                     try d.transport.withDeviceLocked { try d.image.read(into: part, at: offset) }
@@ -152,7 +155,7 @@ final class DiskSender {
 
     /// For the log: "disk 0: 37 cluster(s) of 65536 bytes sent".
     var summary: String {
-        disks.map { "disk \($0.index): \($0.clustersSent) cluster(s) of \($0.image.clusterSize) bytes sent" }
+        disks.map { "disk \($0.index): \($0.clustersSent) cluster(s) of \($0.clusterSize) bytes sent" }
             .joined(separator: ", ")
     }
 }
