@@ -91,6 +91,51 @@ struct MigrationDiskCopyTests {
         #expect(log.contains("migration state decoded"), "\(log.suffix(600))")
     }
 
+    /// The same through the API: an empty `skiff run --api-socket --disk
+    /// path=NEW` takes the VM with `vm.receive-migration` (the receive runs on
+    /// the API's threads, under their seccomp role).
+    @Test func theAPIReceivesADiskIntoTheOverlayGivenOnItsCommandLine() throws {
+        let dir = try Shell.temporaryDirectory("migrate-disk-copy-api")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (_, top) = try Self.images(dir)
+        let overlay = dir.appendingPathComponent("dest.qcow2").path
+        let socket = dir.appendingPathComponent("src.sock").path
+        let receiverSocket = dir.appendingPathComponent("receiver.sock").path
+        let receiver = try BackgroundVM(["run", "--api-socket", receiverSocket, "--disk", "path=\(overlay)"])
+        let source = try Self.source(top, socket: socket)
+        try #require(APILifecycleTests.waitForSocket(receiverSocket, vm: receiver), "\(receiver.errors.text)")
+        try #require(APILifecycleTests.waitForSocket(socket, vm: source), "no API: \(source.errors.text)")
+        let port = MigrationPair.freePort()
+        let body = #"{"receiver_url": "tcp:127.0.0.1:\#(port)", "insecure_migration": true}"#
+        let answer = Thread.detachedResult {
+            try? Shell.run("curl -s -o /dev/null -w '%{http_code}' --unix-socket \(receiverSocket) -X PUT -d '\(body)' "
+                + "http://localhost/api/v1/vm.receive-migration", timeout: 120)
+        }
+        var listening = false
+        for _ in 0..<200 where !listening {
+            usleep(50_000)
+            listening = (try? APILifecycleTests.state(receiverSocket)) == "Receiving"
+        }
+        try #require(listening)
+        try #require(source.output.waitFor("blk: log 200\n", timeout: 60), "\(source.output.text.suffix(300))")
+        var run = try SkiffProcess.run(["migrate", "--api-socket", socket, "--insecure-migration", "tcp:127.0.0.1:\(port)"],
+                                       timeout: 120)
+        for _ in 0..<10 where run.status != 0 && run.stderr.contains("Connection refused") {
+            Thread.sleep(forTimeInterval: 0.2)
+            run = try SkiffProcess.run(["migrate", "--api-socket", socket, "--insecure-migration", "tcp:127.0.0.1:\(port)"],
+                                       timeout: 120)
+        }
+        let context = "\(run.stderr) receiver: \(receiver.errors.text.suffix(800)) source: \(source.errors.text.suffix(800))"
+        try #require(run.status == 0, "skiff migrate: \(context)")
+        #expect(answer.wait(timeout: 60) == "204")
+        #expect(source.waitForExit(timeout: 30) == 0)
+        let before = source.output.text
+        #expect(receiver.output.waitFor("blk: PASS all 2 checks", timeout: 180), "\(receiver.output.text.suffix(400))")
+        #expect(SnapshotDiskTests.logged(before + receiver.output.text) == Array(0..<Self.writes))
+        #expect(receiver.waitForExit(timeout: 60) == 0, "\(receiver.errors.text.suffix(600))")  // the guest's end ends it
+        #expect(try Shell.run("qemu-img check \(overlay)").contains("No errors were found"))
+    }
+
     /// The destination's copy of the backing chain is another file (a bind mount
     /// over the base's path in its own mount namespace): refused before any
     /// memory, naming the disk and the file; nothing is left at the overlay's path.
