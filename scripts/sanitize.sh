@@ -2,6 +2,8 @@
 # Builds the tests with a sanitizer in a build directory of their own and runs them.
 #
 #   scripts/sanitize.sh address|thread [swift test arguments, e.g. --filter StorageTests]
+#   scripts/sanitize.sh address|thread integration   (a representative set of integration
+#       tests: firmware boot, virtio-blk, virtio-net, API lifecycle, snapshot, migration)
 #
 # address: ASan (out-of-bounds, use-after-free, leaks are off: Swift's runtime caches
 #          look like leaks); scratch path .build-asan.
@@ -23,10 +25,28 @@ shift
 eval "$("$repo/scripts/guest-linux.sh")"
 export SKIFF_GUEST_KERNEL SKIFF_GUEST_INITRD SKIFF_GUEST_CMDLINE
 
-# Reports go to stderr and fail the test process; the Swift backtracer would only stall them.
+if [ "${1:-}" = integration ]; then
+    shift
+    set -- --filter 'IntegrationTests\.(FirmwareBootTests|VirtioBlockBootTests|VirtioNetBootTests|APILifecycleTests|SnapshotAPITests|MigrationTests)' "$@"
+fi
+
+# A report fails the process that has it; the Swift backtracer would only stall it.
+# Reports also go to files (log_path), because the integration tests run the
+# sanitized `skiff` as a child process, and a test that stops its VMM with a signal
+# or expects it to fail would not notice a report by the exit status alone.
+logs=$repo/$scratch/sanitizer-reports
+rm -rf "$logs"
+mkdir -p "$logs"
 export SWIFT_BACKTRACE=enable=no
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:halt_on_error=1}
-export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$repo/scripts/tsan-suppressions.txt}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:halt_on_error=1:log_path=$logs/asan}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$repo/scripts/tsan-suppressions.txt:log_path=$logs/tsan}
 
 swift build --build-tests --sanitize="$kind" --scratch-path "$scratch"
-swift test --skip-build --sanitize="$kind" --scratch-path "$scratch" --no-parallel "$@"
+status=0
+swift test --skip-build --sanitize="$kind" --scratch-path "$scratch" --no-parallel "$@" || status=$?
+if compgen -G "$logs/*" >/dev/null; then
+    echo "sanitize.sh: sanitizer reports (in $scratch/sanitizer-reports):" >&2
+    for f in "$logs"/*; do echo "== $f" >&2; head -60 "$f" >&2; done
+    status=1
+fi
+exit $status

@@ -2,9 +2,12 @@
 ///
 /// Stored in pages allocated on first reference rather than one array as long as
 /// the file: a hostile sparse file can claim any length for free, but memory here
-/// grows only with the clusters its (size-capped) metadata actually names.
+/// grows only with the clusters its (size-capped) metadata actually names. Pages
+/// are small (1024 counters, 4 KiB) so that references scattered over a large file
+/// cost little each, and a small image's check allocates and scans one 4 KiB page
+/// rather than a 256 KiB one.
 struct ClusterReferences {
-    static let pageBits: UInt64 = 16
+    static let pageBits: UInt64 = 10
     static let pageSize = 1 << Int(pageBits)
 
     private var pages: [UInt64: [UInt32]] = [:]
