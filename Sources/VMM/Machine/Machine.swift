@@ -55,7 +55,7 @@ public final class Machine: @unchecked Sendable {
     public var seccompNarrowsCaller = false
 
     /// Builds the whole VM from a validated config and loads its kernel; nothing runs yet.
-    public convenience init(config: MachineConfig, output: @escaping (UInt8) -> Void = Machine.writeToStdout) throws {
+    public convenience init(config: MachineConfig, output: @escaping @Sendable (UInt8) -> Void = Machine.writeToStdout) throws {
         try self.init(building: config, output: output)
         try loadKernel()
     }
@@ -69,7 +69,7 @@ public final class Machine: @unchecked Sendable {
     /// - Parameter needsBootFiles: check that kernel and initrd exist (default:
     ///   only when RAM is fresh); an incoming migration fills fresh RAM without them.
     init(building config: MachineConfig, restoredMemory: GuestMemory? = nil, needsBootFiles: Bool? = nil,
-         output: @escaping (UInt8) -> Void) throws {
+         output: @escaping @Sendable (UInt8) -> Void) throws {
         try config.validate(bootFiles: needsBootFiles ?? (restoredMemory == nil))
         let buildStart = ContinuousClock.now
         self.config = config

@@ -27,7 +27,7 @@ extension Machine {
     /// - Parameter taps: TAP names for the network cards by device order (`--net`
     ///   given with `--incoming`); missing ones open the TAP the source used.
     public static func receiveMigration(over stream: ByteStream, taps: [String] = [],
-                                        output: @escaping (UInt8) -> Void = Machine.writeToStdout) throws -> IncomingVM {
+                                        output: @escaping @Sendable (UInt8) -> Void = Machine.writeToStdout) throws -> IncomingVM {
         var machine: Machine?
         do {
             return try receive(stream, taps: taps, output: output, built: &machine)
@@ -47,7 +47,7 @@ extension Machine {
         }
     }
 
-    private static func receive(_ stream: ByteStream, taps: [String], output: @escaping (UInt8) -> Void,
+    private static func receive(_ stream: ByteStream, taps: [String], output: @escaping @Sendable (UInt8) -> Void,
                                 built: inout Machine?) throws -> IncomingVM {
         // start
         let startHeader = try MigrationFrame.readHeader(from: stream)
