@@ -65,7 +65,8 @@ let package = Package(
         .target(name: "CChaChaPoly", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "SecureChannel", dependencies: ["Posix", "CChaChaPoly", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "VMM", dependencies: ["Posix", "Events", "Seccomp", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState", "Migration",
-                                            .product(name: "Logging", package: "swift-log")]),
+                                            .product(name: "Logging", package: "swift-log"),
+                                            .product(name: "Crypto", package: "swift-crypto")]),
         .executableTarget(name: "skiff", dependencies: [
             "VMM", "VMState", "Migration", "Posix", "Storage", "Virtio", "API", "SecureChannel", "Seccomp",
             .product(name: "Logging", package: "swift-log"),
@@ -103,7 +104,7 @@ let package = Package(
                                                                .product(name: "Crypto", package: "swift-crypto")],
                     exclude: ["Fixtures"]),
         .testTarget(name: "MigrationTests", dependencies: ["Migration", "Posix", "VMState"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "Events", "VMState", "KVM", "CKVM", "Virtio", "Migration", "Posix", "GuestMemory"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "Events", "VMState", "KVM", "CKVM", "Virtio", "Migration", "Posix", "GuestMemory", "Storage"]),
         // Runs the built `skiff` binary against firmware guests and the guest Linux on /dev/kvm.
         .testTarget(name: "IntegrationTests", dependencies: ["skiff"]),
     ],

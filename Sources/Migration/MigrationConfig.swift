@@ -3,10 +3,14 @@ import VMState
 
 /// The `start` payload: magic "SKIFFMIG" and the sender's protocol version
 /// (u32 LE). The destination takes its own version and the one before, so a
-/// newer Skiff receives from the previous release.
+/// newer Skiff receives from the previous release. Version 2 adds disks
+/// without shared storage (`diskPlan`, `disks`, `disk` messages); a version 1
+/// stream is the same without them.
 public enum MigrationVersion {
     public static let magic: [UInt8] = Array("SKIFFMIG".utf8)
-    public static let current: UInt32 = 1
+    public static let current: UInt32 = 2
+    /// The first version that can send disks without shared storage.
+    public static let disks: UInt32 = 2
     public static let oldestAccepted: UInt32 = 1
 
     public static func startPayload(version: UInt32 = current) -> [UInt8] {

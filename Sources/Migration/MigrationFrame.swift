@@ -25,11 +25,18 @@ public enum MigrationFrame {
         case state = 5
         case commit = 6
         case abandon = 7
+        /// Protocol 2: the disks sent without shared storage (JSON, `MigrationDiskList`).
+        case disks = 8
+        /// Protocol 2: one run of a disk's clusters (`DiskRun`).
+        case disk = 9
         // Destination → source.
         case accepted = 16
         case ready = 17
         case running = 18
         case refused = 19
+        /// Protocol 2, the answer to `config` when some disk is not on shared
+        /// storage here: one byte per disk, `MigrationDiskPlan`.
+        case diskPlan = 20
 
         /// The largest payload a frame of this kind may carry.
         public var payloadLimit: UInt64 {
@@ -42,6 +49,9 @@ public enum MigrationFrame {
             case .commit: return 1  // 1: run the VM, 0: leave it paused (it was paused at the source)
             case .accepted, .ready, .running: return 0
             case .abandon, .refused: return 4096
+            case .disks: return 1 << 20
+            case .disk: return UInt64(DiskRun.headerSize) + UInt64(DiskRun.maxDataBytes)
+            case .diskPlan: return UInt64(MigrationDiskPlan.maxDisks)
             }
         }
     }

@@ -109,6 +109,10 @@ public struct SeccompAllowList: Sendable {
             "readlink", "access", "faccessat", "faccessat2", "getcwd",
             // vm.send-migration: its connection (name lookups included), handshake, stream
             "socket", "connect", "sendto", "sendmsg", "recvfrom", "recvmsg", "poll", "ppoll", "getrandom",
+            // ... and a disk sent without shared storage: its requests in flight are completed
+            // (libaio) before the clusters they marked are read; reading through the qcow2
+            // layer may write back its metadata, which punches clusters freed since
+            "io_getevents", "io_submit", "fallocate",
         ],
         ioctls: requests([
             CKVM_GET_DIRTY_LOG, CKVM_CLEAR_DIRTY_LOG, CKVM_SET_USER_MEMORY_REGION, CKVM_ENABLE_CAP, CKVM_GET_SUPPORTED_CPUID,

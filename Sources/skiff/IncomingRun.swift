@@ -16,6 +16,9 @@ struct IncomingRun {
     var conflicting: [String]
     /// `--net` options given with --incoming: TAPs to open instead of the recorded ones, by order.
     var networks: [String] = []
+    /// `--disk path=NEW.qcow2` options given with --incoming, by disk order: such
+    /// a disk is not on shared storage; its top layer is received into that new overlay.
+    var disks: [String] = []
 
     struct Received {
         var vm: Machine.IncomingVM
@@ -34,11 +37,20 @@ struct IncomingRun {
             }
             return config.tap
         }
-        return try Self.receive(address: address, keyPath: keyPath, insecure: insecure, taps: taps)
+        let overlays = try disks.map { option -> String in
+            let config = try BlockDeviceConfig(parsing: option)
+            guard !config.readOnly, config.serial == nil, config.format == nil else {
+                throw ValidationError("--disk \(option): with --incoming only path=NEW.qcow2 is given (a new overlay "
+                    + "that receives the disk's top layer; the rest is the source's)")
+            }
+            return config.path
+        }
+        return try Self.receive(address: address, keyPath: keyPath, insecure: insecure, taps: taps, disks: overlays)
     }
 
     /// Listens on `address`, takes one VM, and returns it built and not yet run.
-    static func receive(address: String, keyPath: String?, insecure: Bool, taps: [String] = []) throws -> Received {
+    static func receive(address: String, keyPath: String?, insecure: Bool, taps: [String] = [],
+                        disks: [String] = []) throws -> Received {
         let security = try MigrationTransport.wrapCheck(try MigrationSecurity.from(keyPath: keyPath, insecure: insecure))
         let endpoint = try MigrationEndpoint(parsing: address)
         let log = Logger(label: "skiff.migration")
@@ -48,7 +60,7 @@ struct IncomingRun {
         }
         log.info("waiting for an incoming VM on \(endpoint) (port \(listener.port))")
         let stream = try MigrationTransport.accept(listener, security: security)
-        let vm = try Machine.receiveMigration(over: stream, taps: taps)
+        let vm = try Machine.receiveMigration(over: stream, taps: taps, disks: disks)
         log.info("received a VM in \(vm.iterations) memory round(s); starting it")
         return Received(vm: vm, stream: stream)
     }

@@ -238,14 +238,14 @@ final class MachineControl: VMControl, @unchecked Sendable {
         } catch {
             throw ControlError(.badRequest, "\(error)")
         }
-        let taps = lock.withLock { () -> [String] in
+        let (taps, disks) = lock.withLock { () -> ([String], [String]) in
             state = VMInfo.stateReceiving
-            return restoreResources?.taps ?? []
+            return (restoreResources?.taps ?? [], restoreResources?.diskPaths ?? [])
         }
         do {
             try incoming.receive {
                 try IncomingRun.receive(address: request.receiverURL, keyPath: request.migrationKey,
-                                        insecure: request.insecureMigration == true, taps: taps)
+                                        insecure: request.insecureMigration == true, taps: taps, disks: disks)
             }
         } catch {
             lock.withLock { state = VMInfo.stateCreated }

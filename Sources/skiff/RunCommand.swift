@@ -34,7 +34,9 @@ struct RunCommand: ParsableCommand {
 
     @Option(name: .customLong("disk"),
             help: ArgumentHelp("A virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,format=raw|qcow2]. Repeat for more. "
-                               + "With --restore (or vm.restore): path=OVERLAY, the new overlay of each disk in order.",
+                               + "With --restore (or vm.restore): path=OVERLAY, the new overlay of each disk in order. "
+                               + "With --incoming (or vm.receive-migration): path=NEW.qcow2, a disk not on shared storage, "
+                               + "its top layer received into that new overlay.",
                                valueName: "spec"))
     var disks: [String] = []
 
@@ -95,7 +97,7 @@ struct RunCommand: ParsableCommand {
         if let incoming {
             // Received before the signals are blocked: a SIGTERM while waiting ends skiff at once.
             let received = try IncomingRun(address: incoming, keyPath: migrationKey, insecure: insecureMigration,
-                                           conflicting: conflictingWithIncoming, networks: networks).receive()
+                                           conflicting: conflictingWithIncoming, networks: networks, disks: disks).receive()
             incomingVM = received.vm
             onStarted = { Machine.confirmRunning(received.vm.machine, over: received.stream) }
         } else if migrationKey != nil || insecureMigration {
@@ -185,7 +187,7 @@ struct RunCommand: ParsableCommand {
 
     /// The options an incoming VM's own config replaces (--net names the TAPs to open instead).
     private var conflictingWithIncoming: [String] {
-        conflictingWithRestore + [restore.map { _ in "--restore" }, disks.isEmpty ? nil : "--disk"].compactMap { $0 }
+        conflictingWithRestore + [restore.map { _ in "--restore" }].compactMap { $0 }
     }
 
     /// Prints why the guest ended when that is an error; returns the exit status.

@@ -7,7 +7,8 @@ import Posix
 // per-kind payload limit), then each payload through its decoder — the start
 // message's magic and version, the config (JSON, then the machine config's own
 // validation), memory runs (alignment, encoding, length, and the run against a
-// 64 MiB machine's memory map), the machine state (state.bin framing, binary
+// 64 MiB machine's memory map), disk runs (encoding, length, placement on a
+// 64 MiB disk), disk plans and disk lists, the machine state (state.bin framing, binary
 // payload, validation) and the text of abandon/refused — until the input ends.
 
 /// The input as a byte stream; reading past its end throws as a cut connection does.
@@ -50,6 +51,18 @@ public func fuzzMigration(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             _ = !overflow && end <= ramEnd
         case .state:
             _ = try? MachineState.decodeStateFile(payload, name: "state")
+        case .disk:
+            guard payload.count >= DiskRun.headerSize,
+                  let run = try? DiskRun.parse(Array(payload.prefix(DiskRun.headerSize)), frameLength: header.length)
+            else { continue }
+            // The receiver's placement rule, against a 64 MiB disk of 64 KiB clusters.
+            _ = try? run.check(virtualSize: 64 << 20, clusterSize: 65536)
+        case .diskPlan:
+            if let plan = try? MigrationDiskPlan.parse(payload, disks: payload.count) {
+                _ = try? MigrationDiskList.decode(payload, plan: plan)
+            }
+        case .disks:
+            _ = try? MigrationDiskList.decode(payload, plan: MigrationDiskPlan(copied: [true]))
         case .abandon, .refused:
             _ = MigrationFrame.decodeText(payload)
         case .iterationEnd, .commit, .accepted, .ready, .running:

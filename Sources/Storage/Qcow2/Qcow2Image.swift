@@ -36,6 +36,8 @@ public final class Qcow2Image: DiskImage {
     /// Which L1 index owns each L2 table seen so far (two owners = corrupt).
     private var l2Owner: [UInt64: Int] = [:]
     private var closed = false
+    /// Clusters written since a migration started tracking (Qcow2Image+Migration.swift).
+    var writtenClusters: ClusterBitmap?
     private var compressedCache: (host: UInt64, data: [UInt8])?
 
     private var cs: UInt64 { header.clusterSize }
@@ -184,7 +186,14 @@ public final class Qcow2Image: DiskImage {
         return m
     }
 
-    private func lookup(_ g: UInt64) throws -> ClusterMapping {
+    var l2EntriesPerTable: UInt64 { header.l2Entries }
+
+    /// False when the L1 entry covering guest cluster `g` maps no L2 table.
+    func hasL2Table(for g: UInt64) throws -> Bool {
+        try l2Table(for: g, allocate: false) != nil
+    }
+
+    func lookup(_ g: UInt64) throws -> ClusterMapping {
         guard let t = try l2Table(for: g, allocate: false) else { return .unallocated }
         return try mapping(t, Int(g % header.l2Entries))
     }
@@ -247,6 +256,7 @@ public final class Qcow2Image: DiskImage {
         try checkOpen()
         try checkWritable()
         try checkRange(offset, UInt64(buffer.count))
+        noteWrite(at: offset, length: UInt64(buffer.count))
         var done = 0
         while done < buffer.count {
             let pos = offset + UInt64(done)
@@ -365,6 +375,7 @@ public final class Qcow2Image: DiskImage {
         try checkOpen()
         try checkWritable()
         try checkRange(offset, length)
+        noteWrite(at: offset, length: length)
         var pos = offset
         let end = offset + length
         while pos < end {
@@ -462,7 +473,10 @@ public final class Qcow2Image: DiskImage {
     public func dataExtents(at offset: UInt64, length: UInt64, forWrite: Bool) throws -> [DiskExtent] {
         try checkOpen()
         try checkRange(offset, length)
-        if forWrite { try checkWritable() }
+        if forWrite {
+            try checkWritable()
+            noteWrite(at: offset, length: length)
+        }
         var out: [DiskExtent] = []
         var pos = offset
         let end = offset + length

@@ -24,37 +24,56 @@ extension Machine {
     /// wrong, an `abandon` or a cut connection is an error, and no vCPU has run.
     /// After this returns the caller runs the machine and sends `running`
     /// (`confirmRunning`).
-    /// - Parameter taps: TAP names for the network cards by device order (`--net`
-    ///   given with `--incoming`); missing ones open the TAP the source used.
-    public static func receiveMigration(over stream: ByteStream, taps: [String] = [],
+    /// - Parameters:
+    ///   - taps: TAP names for the network cards by device order (`--net`
+    ///     given with `--incoming`); missing ones open the TAP the source used.
+    ///   - disks: new overlay paths for the disks by device order (`--disk
+    ///     path=` given with `--incoming`): such a disk is not on shared
+    ///     storage, its top layer is received into that new file (see
+    ///     docs/migration.md, "Disks without shared storage"); missing ones
+    ///     open the recorded image (shared storage).
+    public static func receiveMigration(over stream: ByteStream, taps: [String] = [], disks: [String] = [],
                                         output: @escaping @Sendable (UInt8) -> Void = Machine.writeToStdout) throws -> IncomingVM {
         var machine: Machine?
+        let receiver = DiskReceiver()
         do {
-            return try receive(stream, taps: taps, output: output, built: &machine)
+            return try receive(stream, taps: taps, disks: disks, receiver: receiver, output: output, built: &machine)
+        } catch {
+            // Nothing runs here: an overlay created for a half-received disk goes.
+            receiver.discard()
+            throw report(error, to: stream)
+        }
+    }
+
+    /// Tells the source why the migration ends here (when it can still hear)
+    /// and gives the error to throw.
+    private static func report(_ error: Error, to stream: ByteStream) -> Error {
+        do {
+            throw error
         } catch let error as MigrationError where error.kind == .refused {
             try? MigrationFrame.write(.refused, payload: MigrationFrame.text(error.message), to: stream)
             try? stream.flush()
-            throw error
+            return error
         } catch let error as MigrationError {
-            throw error
+            return error
         } catch ByteStreamError.endOfStream {
-            throw MigrationError(.connection, "the source closed the connection before commit; the VM was not started here")
+            return MigrationError(.connection, "the source closed the connection before commit; the VM was not started here")
         } catch {
             // Malformed state and the like: tell the source, which keeps its VM.
             try? MigrationFrame.write(.refused, payload: MigrationFrame.text("\(error)"), to: stream)
             try? stream.flush()
-            throw MigrationError(.failed, "\(error)")
+            return MigrationError(.failed, "\(error)")
         }
     }
 
-    private static func receive(_ stream: ByteStream, taps: [String], output: @escaping @Sendable (UInt8) -> Void,
-                                built: inout Machine?) throws -> IncomingVM {
+    private static func receive(_ stream: ByteStream, taps: [String], disks: [String], receiver: DiskReceiver,
+                                output: @escaping @Sendable (UInt8) -> Void, built: inout Machine?) throws -> IncomingVM {
         // start
         let startHeader = try MigrationFrame.readHeader(from: stream)
         guard startHeader.kind == .start else {
             throw MigrationError(.malformed, "the stream begins with \(startHeader.kind), not start")
         }
-        _ = try MigrationVersion.check(startPayload: try MigrationFrame.readPayload(startHeader, from: stream))
+        let version = try MigrationVersion.check(startPayload: try MigrationFrame.readPayload(startHeader, from: stream))
         try MigrationFrame.write(.accepted, to: stream)
         try stream.flush()
 
@@ -62,7 +81,10 @@ extension Machine {
         let configHeader = try next(stream, expecting: [.config])
         let config = try MigrationConfig.decode(try MigrationFrame.readPayload(configHeader, from: stream))
         let recorded = config.machine
-        let devices = try incomingDevices(recorded, taps: taps)
+        let plan = try DiskReceiver.plan(for: recorded.devices.filter { $0.kind == "virtio-block" }, overrides: disks)
+        var overlays: [Int: String] = [:]
+        for (n, copied) in plan.copied.enumerated() where copied { overlays[n] = disks[n] }
+        let devices = try incomingDevices(recorded, taps: taps, overlays: overlays)
         guard recorded.cpuCount <= MachineConfig.maximumCPUs else {
             throw MigrationError(.refused, "the VM has \(recorded.cpuCount) vCPUs; this Skiff runs at most \(MachineConfig.maximumCPUs)")
         }
@@ -85,20 +107,37 @@ extension Machine {
         try MigrationHostCheck.check(config, offered: try machine.vcpuThreads[0].vcpu.cpuid(),
                                      hostVendor: MigrationHostCheck.vendor(of: try machine.kvm.supportedCPUID()),
                                      xsaveSize: machine.vm.xsaveSize)
+        if !overlays.isEmpty {
+            // Disks without shared storage: the source describes their chains, checked here before any transfer.
+            guard version >= MigrationVersion.disks else {
+                throw MigrationError(.refused, "the source speaks migration protocol \(version), which cannot send disks "
+                    + "without shared storage (--disk path= given here); update it or use shared storage")
+            }
+            try MigrationFrame.write(.diskPlan, payload: plan.bytes, to: stream)
+            try stream.flush()
+            let disksHeader = try next(stream, expecting: [.disks])
+            let list = try MigrationDiskList.decode(try MigrationFrame.readPayload(disksHeader, from: stream), plan: plan)
+            try receiver.prepare(list, overlays: overlays)
+        }
         try MigrationFrame.write(.accepted, to: stream)
         try stream.flush()
 
-        // memory rounds, then state
+        // memory (and disk) rounds, then state
+        let disksReceiver = receiver
         var receiver = MemoryReceiver(memory: machine.memory)
         var iterations = 0
         while true {
-            let header = try next(stream, expecting: [.memory, .iterationEnd, .state])
+            let header = try next(stream, expecting: disksReceiver.isEmpty ? [.memory, .iterationEnd, .state]
+                                                                            : [.memory, .disk, .iterationEnd, .state])
             switch header.kind {
             case .memory:
                 try receiver.receive(header, from: stream)
+            case .disk:
+                try disksReceiver.receive(header, from: stream)
             case .iterationEnd:
                 _ = try MigrationFrame.readPayload(header, from: stream)
                 iterations += 1
+                try disksReceiver.flush()
             default:
                 let bytes = try MigrationFrame.readPayload(header, from: stream)
                 let received = ContinuousClock.now
@@ -113,7 +152,13 @@ extension Machine {
                 if !devices.disks.isEmpty {
                     let t0 = ContinuousClock.now
                     defer { buildTime = ContinuousClock.now - t0 }
-                    // The source has flushed and unlocked its images: now open them.
+                    // The source has flushed and unlocked its shared images, and sent the last
+                    // clusters of the others: now open them.
+                    let closing = ContinuousClock.now
+                    try disksReceiver.finish()
+                    if !disksReceiver.created.isEmpty {
+                        machine.log.info("migration: received overlays closed in \(milliseconds(ContinuousClock.now - closing))")
+                    }
                     let memory = machine.memory
                     built = nil
                     do {
@@ -140,9 +185,10 @@ extension Machine {
 
     /// The devices to build, in the source's order (disks, then network cards).
     /// A disk opens the recorded image path, which must be the same file as the
-    /// source's (shared storage; docs/migration.md, "Disks"). A network card gets
+    /// source's (shared storage; docs/migration.md, "Disks"), or, when copied,
+    /// its new overlay in `overlays` (by disk index). A network card gets
     /// the recorded MAC and TAP name, unless `taps` overrides it (by order).
-    static func incomingDevices(_ recorded: SnapshotMachineConfig, taps: [String]) throws
+    static func incomingDevices(_ recorded: SnapshotMachineConfig, taps: [String], overlays: [Int: String] = [:]) throws
         -> (disks: [BlockDeviceConfig], networks: [NetDeviceConfig]) {
         let virtio = recorded.devices.filter { $0.kind.hasPrefix("virtio-") }
         let disks = virtio.filter { $0.kind == "virtio-block" }
@@ -158,9 +204,13 @@ extension Machine {
             guard let path = d.path, let format = d.format.flatMap(DiskFormat.init(rawValue:)) else {
                 throw MigrationError(.malformed, "disk \(n) has no image path or no valid format in the config")
             }
+            if let overlay = overlays[n] {
+                return BlockDeviceConfig(path: overlay, readOnly: false, serial: d.serial, format: .qcow2)
+            }
             guard FileManager.default.fileExists(atPath: path) else {
                 throw MigrationError(.refused, "disk \(n): \(path) does not exist here; the destination must see the "
-                    + "same image file as the source (shared storage)")
+                    + "same image file as the source (shared storage), or be given a new overlay for it "
+                    + "(--disk path=NEW.qcow2 with --incoming) to receive its top layer")
             }
             return BlockDeviceConfig(path: path, readOnly: d.readOnly ?? false, serial: d.serial, format: format)
         }

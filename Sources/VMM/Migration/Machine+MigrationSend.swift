@@ -30,15 +30,19 @@ extension Machine {
         let throttle = VCPUThrottle(gate: gate, kick: { [vcpuThreads] in for t in vcpuThreads { t.kick() } })
         var paused = false
         var released: [DiskImage] = []
+        var disks: DiskSender?
         do {
             let summary = try precopy(stream, options: options, tracker: tracker, throttle: throttle, start: start,
-                                      wasRunning: wasRunning, progress: progress, paused: &paused, released: &released)
+                                      wasRunning: wasRunning, progress: progress, paused: &paused, released: &released,
+                                      disks: &disks)
+            disks?.stop()
             stop(.migrated)
             log.info("\(summary.text)")
             return summary
         } catch {
             throttle.stop()
             tracker.stop()
+            disks?.stop()
             // Heard only before commit (after it the destination reads nothing more).
             try? MigrationFrame.write(.abandon, payload: MigrationFrame.text("the source gave up: \(error)"), to: stream)
             try? stream.flush()
@@ -58,7 +62,7 @@ extension Machine {
     private func precopy(_ stream: ByteStream, options: MigrationOptions, tracker: DirtyPageTracker,
                          throttle: VCPUThrottle, start: ContinuousClock.Instant, wasRunning: Bool,
                          progress: (MigrationProgress) -> Void, paused: inout Bool,
-                         released: inout [DiskImage]) throws
+                         released: inout [DiskImage], disks senderOut: inout DiskSender?) throws
         -> MigrationSummary {
         // Handshake: the destination checks version and config before any memory.
         try MigrationFrame.write(.start, payload: MigrationVersion.startPayload(), to: stream)
@@ -66,9 +70,13 @@ extension Machine {
         try expect(.accepted, from: stream, after: "start")
         try MigrationFrame.write(.config, payload: try migrationConfig().encoded(), to: stream)
         try stream.flush()
-        try expect(.accepted, from: stream, after: "config")
+        // A destination without shared storage for some disk answers with its plan
+        // and checks their backing chains before anything is transferred.
+        let disks = try negotiateDisks(stream)
+        senderOut = disks
 
         try tracker.start(log: log)
+        try disks.start()
         var sender = MemorySender(memory: memory, stream: stream)
         var report = MigrationProgress()
         var iteration = 0
@@ -80,6 +88,7 @@ extension Machine {
         func round(_ body: (inout MemorySender) throws -> Void) throws {
             let t0 = ContinuousClock.now
             try body(&sender)
+            try disks.sendPending(to: stream)
             try MigrationFrame.write(.iterationEnd, payload: withUnsafeBytes(of: UInt64(iteration).littleEndian, Array.init),
                                      to: stream)
             try stream.flush()
@@ -89,15 +98,17 @@ extension Machine {
         try round { try $0.sendAll() }
 
         var pending = try tracker.harvest(final: false)
+        disks.harvest()
         while true {
-            let dirty = UInt64(DirtyPageTracker.count(pending)) * 4096
+            let dirty = UInt64(DirtyPageTracker.count(pending)) * 4096 + disks.pendingBytes
             // Below 4 MiB sent the rate is mostly start-up noise: assume 100 MiB/s, a floor.
             let seconds = Double(sendTime.components.seconds) + Double(sendTime.components.attoseconds) / 1e18
-            let rate = sender.bytesSent >= 4 << 20 && seconds > 0 ? Double(sender.bytesSent) / seconds : 100 * 1048576
+            let sent = sender.bytesSent + disks.bytesSent
+            let rate = sent >= 4 << 20 && seconds > 0 ? Double(sent) / seconds : 100 * 1048576
             let expected = Duration.nanoseconds(Int64(Double(dirty) / rate * 1e9))
             report = MigrationProgress()
             report.iteration = iteration
-            report.bytesSent = sender.bytesSent
+            report.bytesSent = sent
             report.rate = rate
             report.dirtyBytes = dirty
             report.expectedDowntime = expected
@@ -113,6 +124,7 @@ extension Machine {
             previousDirty = dirty
             try round { try $0.send(bitmap: pending) }
             pending = try tracker.harvest(final: false)
+            disks.harvest()
         }
 
         // Switch-over: the guest stops here and the downtime starts. What can be
@@ -128,10 +140,12 @@ extension Machine {
         paused = true
         // The guest's last write is done (pause drained the queues): flushed, the
         // images' locks go to the destination, which opens them only after this.
-        released = try handOverDisks()
+        released = try handOverDisks(except: disks)
         let pausedAt = ContinuousClock.now
         let last = try tracker.harvest(final: true)
         for i in pending.indices { pending[i] |= last[i] }
+        disks.harvest()
+        let finalDiskBytes = disks.pendingBytes
         let finalPages = DirtyPageTracker.count(pending)
         try round { try $0.send(bitmap: pending) }
         let memorySent = ContinuousClock.now
@@ -152,19 +166,48 @@ extension Machine {
         try stream.flush()
         try expect(.running, from: stream, after: "commit")
         let end = ContinuousClock.now
-        let breakdown = "migration switch-over: paused in \(Self.milliseconds(pausedAt - pauseStart)), last \(finalPages) page(s) "
+        let diskNote = disks.isEmpty ? "" : " and \(finalDiskBytes >> 10) KiB of disk clusters"
+        let breakdown = "migration switch-over: paused in \(Self.milliseconds(pausedAt - pauseStart)), last \(finalPages) page(s)\(diskNote) "
             + "sent in \(Self.milliseconds(memorySent - pausedAt)), state read in \(Self.milliseconds(stateRead - memorySent)) and "
             + "encoded (\(stateBytes.count) bytes) in \(Self.milliseconds(stateSaved - stateRead)), destination ready after \(Self.milliseconds(ready - stateSaved)), "
             + "running after \(Self.milliseconds(end - ready)); dirty log: \(tracker.manualProtect ? "KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG (manual protect)" : "KVM_GET_DIRTY_LOG")"
         log.info("\(breakdown)")
+        if !disks.isEmpty { log.info("migration without shared storage: \(disks.summary), \(disks.bytesSent) bytes") }
         return MigrationSummary(total: end - start, downtime: end - pauseStart,
-                                bytesSent: sender.bytesSent + UInt64(stateBytes.count), iterations: iteration,
+                                bytesSent: sender.bytesSent + disks.bytesSent + UInt64(stateBytes.count), iterations: iteration,
                                 converged: converged, throttlePercent: maxThrottle,
                                 dirtyLog: tracker.manualProtect ? "KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG" : "KVM_GET_DIRTY_LOG")
     }
 
+    /// The destination's answer to `config`: `accepted` (every disk on shared
+    /// storage), or a disk plan, then the copied disks' description and its
+    /// `accepted` once it has checked their backing chains and made overlays.
+    private func negotiateDisks(_ stream: ByteStream) throws -> DiskSender {
+        let transports = virtio.transports
+        let header = try expect([.accepted, .diskPlan], from: stream, after: "config")
+        guard header.kind == .diskPlan else {
+            return try DiskSender(plan: MigrationDiskPlan(copied: transports.filter { $0.device is VirtioBlock }.map { _ in false }),
+                                  transports: transports)
+        }
+        let disks = transports.filter { $0.device is VirtioBlock }.count
+        let plan = try MigrationDiskPlan.parse(try MigrationFrame.readPayload(header, from: stream), disks: disks)
+        let sender = try DiskSender(plan: plan, transports: transports)
+        try MigrationFrame.write(.disks, payload: try sender.describe().encoded(), to: stream)
+        try stream.flush()
+        try expect(.accepted, from: stream, after: "disks")
+        return sender
+    }
+
     /// Reads the destination's answer: `kind`, or its refusal as an error.
     private func expect(_ kind: MigrationFrame.Kind, from stream: ByteStream, after step: String) throws {
+        let header = try expect([kind], from: stream, after: step)
+        _ = try MigrationFrame.readPayload(header, from: stream)
+    }
+
+    /// Reads the header of the destination's answer, one of `kinds` (its
+    /// payload is the caller's to read), or its refusal as an error.
+    @discardableResult
+    private func expect(_ kinds: [MigrationFrame.Kind], from stream: ByteStream, after step: String) throws -> MigrationFrame.Header {
         let header: MigrationFrame.Header
         do {
             header = try MigrationFrame.readHeader(from: stream)
@@ -175,10 +218,11 @@ extension Machine {
             let why = MigrationFrame.decodeText(try MigrationFrame.readPayload(header, from: stream))
             throw MigrationError(.refused, "the destination refused: \(why)")
         }
-        guard header.kind == kind else {
-            throw MigrationError(.malformed, "the destination answered \(header.kind) to \(step), expected \(kind)")
+        guard kinds.contains(header.kind) else {
+            throw MigrationError(.malformed, "the destination answered \(header.kind) to \(step), expected "
+                + kinds.map { "\($0)" }.joined(separator: " or "))
         }
-        _ = try MigrationFrame.readPayload(header, from: stream)
+        return header
     }
 
     /// The virtio devices as the destination rebuilds them: slot; a disk's
@@ -203,13 +247,16 @@ extension Machine {
         }
     }
 
-    /// Flushes every disk and releases the lock of each writable one (paused VM).
+    /// Flushes every disk on shared storage and releases the lock of each
+    /// writable one (paused VM); the disks `copied` sends keep theirs.
     /// On failure the locks already released are taken back.
-    private func handOverDisks() throws -> [DiskImage] {
+    private func handOverDisks(except copied: DiskSender) throws -> [DiskImage] {
         var released: [DiskImage] = []
         do {
             for transport in virtio.transports {
                 guard let block = transport.device as? VirtioBlock else { continue }
+                // A disk whose top layer is sent stays this VM's: the destination writes its own overlay.
+                if copied.sends(block) { continue }
                 try transport.flushDevice()
                 guard !block.image.isReadOnly else { continue }
                 try DiskImageOpener.releaseLock(of: block.image)

@@ -88,6 +88,13 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
         if let block = device as? VirtioBlock { try block.flush() }
     }
 
+    /// Runs `body` with the device lock held, so the event loop does no device
+    /// work meanwhile (a migration reads a disk's clusters this way while the VM runs).
+    public func withDeviceLocked<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock(); defer { lock.unlock() }
+        return try body()
+    }
+
     /// Ends the device for good (the VM is going away, the event loop has
     /// stopped): see `VirtioDevice.shutdown()`.
     public func shutdown() throws {
