@@ -7,10 +7,6 @@ import PackageDescription
 //   Posix, CChaChaPoly → SecureChannel (the encrypted migration stream, no VM imports) → skiff (MigrationTransport)
 // Migration is the wire protocol and its TCP stream (no VM objects); VMM drives it.
 
-// Targets already in the Swift 6 language mode (the compiler proves them free of data
-// races); the rest follow, then the package default becomes .v6 (see docs/security.md).
-let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
-
 let package = Package(
     name: "Skiff",
     platforms: [.macOS(.v13)],
@@ -37,21 +33,21 @@ let package = Package(
         .target(name: "CSeccomp", linkerSettings: [.linkedLibrary("seccomp")]),
 
         // errno-carrying errors, the EINTR-retry wrapper, EventFD.
-        .target(name: "Posix", dependencies: ["CKVM"], swiftSettings: swift6),
+        .target(name: "Posix", dependencies: ["CKVM"]),
         // The device event loop (epoll) and joinable threads.
-        .target(name: "Events", dependencies: ["CKVM", "Posix"], swiftSettings: swift6),
+        .target(name: "Events", dependencies: ["CKVM", "Posix"]),
 
-        .target(name: "KVM", dependencies: ["CKVM", "Posix"], swiftSettings: swift6),
+        .target(name: "KVM", dependencies: ["CKVM", "Posix"]),
         // Per-thread-role system call filters (`--seccomp`); see docs/security.md.
-        .target(name: "Seccomp", dependencies: ["CSeccomp", "CKVM"], swiftSettings: swift6),
-        .target(name: "GuestMemory", dependencies: ["CKVM"], swiftSettings: swift6),
-        .target(name: "X86", dependencies: ["GuestMemory"], swiftSettings: swift6),
-        .target(name: "Devices", dependencies: ["CKVM", "Posix"], swiftSettings: swift6),
+        .target(name: "Seccomp", dependencies: ["CSeccomp", "CKVM"]),
+        .target(name: "GuestMemory", dependencies: ["CKVM"]),
+        .target(name: "X86", dependencies: ["GuestMemory"]),
+        .target(name: "Devices", dependencies: ["CKVM", "Posix"]),
         .target(name: "Storage", dependencies: ["CKVM", "CAIO", "Posix"]),
-        .target(name: "Network", dependencies: ["CKVM"], swiftSettings: swift6),
+        .target(name: "Network", dependencies: ["CKVM"]),
         .target(name: "Virtio", dependencies: ["CKVM", "Posix", "Events", "GuestMemory", "Devices", "Storage", "Network",
                                                .product(name: "Logging", package: "swift-log")]),
-        .target(name: "VMState", dependencies: ["CKVM", "KVM", "Devices", "Virtio"], swiftSettings: swift6),
+        .target(name: "VMState", dependencies: ["CKVM", "KVM", "Devices", "Virtio"]),
         // Live migration's framed protocol, config checks and plain TCP `ByteStream`.
         .target(name: "Migration", dependencies: ["Posix", "VMState"]),
         // The control plane (`--api-socket`): HTTP over a unix socket; talks to the VM only
@@ -62,7 +58,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-        ], swiftSettings: swift6),
+        ]),
         // The migration stream's encryption: Noise_NNpsk0_25519_ChaChaPoly_SHA256 as a
         // `ByteStream`, and the pre-shared key file. Knows nothing of VMs.
         // ChaCha20-Poly1305 in the caller's memory, from the BoringSSL that swift-crypto links (cchachapoly.h says why).
@@ -78,7 +74,7 @@ let package = Package(
         ]),
 
         // Benchmark / tooling driver for the storage layer (also the crash-consistency test's writer).
-        .executableTarget(name: "skiff-storage-bench", dependencies: ["Storage"], path: "Benchmarks/StorageBench"),
+        .executableTarget(name: "skiff-storage-bench", dependencies: ["Storage", "Posix"], path: "Benchmarks/StorageBench"),
         // What `--api-socket` costs: start-up time, RSS, request latency (see README, API).
         .executableTarget(name: "skiff-api-bench", dependencies: ["API"], path: "Benchmarks/APIBench"),
         // Encrypted vs plain throughput over loopback TCP (docs/migration-security.md).
@@ -86,24 +82,24 @@ let package = Package(
                           dependencies: ["SecureChannel", "Posix", .product(name: "Crypto", package: "swift-crypto")],
                           path: "Benchmarks/SecureChannelBench"),
 
-        .testTarget(name: "KVMTests", dependencies: ["KVM"], swiftSettings: swift6),
-        .testTarget(name: "SeccompTests", dependencies: ["Seccomp"], swiftSettings: swift6),
-        .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"], swiftSettings: swift6),
-        .testTarget(name: "X86Tests", dependencies: ["X86", "GuestMemory"], swiftSettings: swift6),
-        .testTarget(name: "DevicesTests", dependencies: ["Devices"], swiftSettings: swift6),
-        .testTarget(name: "EventsTests", dependencies: ["Events", "Posix"], swiftSettings: swift6),
+        .testTarget(name: "KVMTests", dependencies: ["KVM"]),
+        .testTarget(name: "SeccompTests", dependencies: ["Seccomp"]),
+        .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(name: "X86Tests", dependencies: ["X86", "GuestMemory"]),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
+        .testTarget(name: "EventsTests", dependencies: ["Events", "Posix"]),
         .testTarget(name: "StorageTests", dependencies: [
             "Storage", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
-        .testTarget(name: "NetworkTests", dependencies: ["Network"], swiftSettings: swift6),
+        .testTarget(name: "NetworkTests", dependencies: ["Network"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Events", "GuestMemory", "Devices", "Storage", "Network"]),
-        .testTarget(name: "VMStateTests", dependencies: ["VMState", "KVM", "CKVM", "Devices", "Virtio", "Events", "GuestMemory", "Storage", .product(name: "PropertyBased", package: "swift-property-based")], swiftSettings: swift6),
+        .testTarget(name: "VMStateTests", dependencies: ["VMState", "KVM", "CKVM", "Devices", "Virtio", "Events", "GuestMemory", "Storage", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "APITests", dependencies: [
             "API",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Yams", package: "Yams"),
-        ], swiftSettings: swift6),
+        ]),
         .testTarget(name: "SecureChannelTests", dependencies: ["SecureChannel", "Posix",
                                                                .product(name: "Crypto", package: "swift-crypto")],
                     exclude: ["Fixtures"]),
@@ -112,5 +108,5 @@ let package = Package(
         // Runs the built `skiff` binary against firmware guests and the guest Linux on /dev/kvm.
         .testTarget(name: "IntegrationTests", dependencies: ["skiff"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -6,7 +6,7 @@ import Foundation
 // Run the release build: `swift build -c release --product skiff-api-bench`.
 
 /// A VM that answers at once, so only the API's own cost is measured.
-final class IdleVM: VMControl, @unchecked Sendable {
+final class IdleVM: VMControl, Sendable {
     func ping() -> PingInfo { PingInfo(buildVersion: "bench", version: "bench", pid: Int64(getpid())) }
     func info() -> VMInfo {
         VMInfo(state: VMInfo.stateRunning,
@@ -37,7 +37,7 @@ func milliseconds(since start: DispatchTime) -> Double {
 
 // `skiff-api-bench serve PATH`: serve the idle VM until `vmm.shutdown`, to try curl against.
 if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "serve" {
-    final class ServedVM: VMControl, @unchecked Sendable {
+    final class ServedVM: VMControl, Sendable {
         let base = IdleVM()
         let done = DispatchSemaphore(value: 0)
         func ping() -> PingInfo { base.ping() }

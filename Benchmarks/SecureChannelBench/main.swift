@@ -15,7 +15,7 @@ let runs = args.count > 2 ? Int(args[2]) ?? 3 : 3
 let chunk = 1 << 20  // the size of one migration write, e.g. 256 pages
 
 func check(_ ok: Bool, _ what: String) {
-    if !ok { fputs("skiff-securechannel-bench: \(what) failed: \(String(cString: strerror(errno)))\n", stderr); exit(1) }
+    if !ok { StandardError.write("skiff-securechannel-bench: \(what) failed: \(String(cString: strerror(errno)))\n"); exit(1) }
 }
 
 /// A connected pair of TCP sockets on 127.0.0.1.
@@ -54,10 +54,11 @@ func threadCPUSeconds() -> Double {
 /// CPU seconds of each kind of run, summed over its runs: the whole process,
 /// the sending thread, the receiving thread. Unlike MiB/s, these hardly
 /// depend on what else the machine is doing.
+// Sound because: each field is added to by one thread (`sender`, `receiver`: its own; `process`: the main one) and read after the run.
 final class CPUTally: @unchecked Sendable {
     var process = 0.0, sender = 0.0, receiver = 0.0
 }
-nonisolated(unsafe) var cpu = CPUTally()
+nonisolated(unsafe) var cpu = CPUTally()  // Sound because: only the main thread reads or replaces it.
 
 /// Runs `send` and `receive` on two threads; returns the seconds until both end.
 func timed(send: @escaping @Sendable () throws -> Void, receive: @escaping @Sendable () throws -> Void) -> Double {
@@ -70,7 +71,7 @@ func timed(send: @escaping @Sendable () throws -> Void, receive: @escaping @Send
         group.enter()
         Thread {
             let threadStart = threadCPUSeconds()
-            do { try body() } catch { fputs("skiff-securechannel-bench: \(error)\n", stderr); exit(1) }
+            do { try body() } catch { StandardError.write("skiff-securechannel-bench: \(error)\n"); exit(1) }
             let used = threadCPUSeconds() - threadStart
             if index == 0 { tally.sender += used } else { tally.receiver += used }
             group.leave()
@@ -110,7 +111,7 @@ func plainRun() -> Double {
 
 func encryptedRun(key: MigrationKey) throws -> Double {
     let (a, b) = loopbackPair()
-    final class Box: @unchecked Sendable { var result: Result<SecureChannel, Error>? }
+    final class Box: @unchecked Sendable { var result: Result<SecureChannel, Error>? }  // Sound because: written before `done.signal()`, read after `done.wait()`.
     let box = Box(), done = DispatchSemaphore(value: 0)
     Thread {
         box.result = Result { try SecureChannel.responder(socket: b, key: key) }

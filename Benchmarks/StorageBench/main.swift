@@ -1,3 +1,4 @@
+import Posix
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,10 +15,10 @@ do {
     case "run":
         try Bench.main(Array(args.dropFirst()))
     default:
-        fputs("usage: skiff-storage-bench crash-writer IMAGE OPSFILE | run --image FILE --workload W [--qd N] [--cache none|writeback] [--count N]\n", stderr)
+        StandardError.write("usage: skiff-storage-bench crash-writer IMAGE OPSFILE | run --image FILE --workload W [--qd N] [--cache none|writeback] [--count N]\n")
         exit(2)
     }
 } catch {
-    fputs("skiff-storage-bench: \(error)\n", stderr)
+    StandardError.write("skiff-storage-bench: \(error)\n")
     exit(1)
 }

@@ -5,7 +5,7 @@ import Glibc
 
 /// A listening TCP socket that hands out one connection (a migration
 /// destination takes exactly one incoming VM).
-public final class TCPListener: @unchecked Sendable {
+public final class TCPListener: Sendable {
     public let fileDescriptor: Int32
     /// The port bound (useful when 0 was asked for).
     public let port: UInt16

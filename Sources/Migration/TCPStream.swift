@@ -9,6 +9,7 @@ import Glibc
 /// them (a memory run's headers and its pages: one system call per MiB), reads
 /// fill the caller's buffer in as few `recv`s as the kernel allows. TCP_NODELAY is set: the protocol's small replies (ready,
 /// running) sit inside the guest's downtime and must not wait for Nagle.
+// Sound because: one thread at a time uses a stream (the migration's sender or receiver), handed over by thread start or a lock.
 public final class TCPStream: ByteStream, @unchecked Sendable {
     public let fileDescriptor: Int32
     private let buffer: UnsafeMutableRawPointer

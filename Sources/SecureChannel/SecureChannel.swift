@@ -22,6 +22,7 @@ import Glibc
 ///
 /// One thread may write while another reads; `close` may come from any thread.
 /// The channel owns the socket and closes it when released.
+// Sound because: `state` is a Mutex; `ownsSocket`, `idleTimeout` and the cipher states belong to the one thread using the channel at a time.
 public final class SecureChannel: ByteStream, @unchecked Sendable {
     /// Bound into the handshake hash, so a peer speaking another protocol or
     /// version fails the handshake instead of misreading the stream.

@@ -1,3 +1,4 @@
+import Posix
 import ArgumentParser
 import Storage
 #if canImport(Glibc)
@@ -121,6 +122,6 @@ struct ImageCommand: ParsableCommand {
 
 /// Prints a storage error the way the other subcommands do and gives the failure exit status.
 private func fail(_ e: StorageError) -> ExitCode {
-    fputs("skiff image: \(e)\n", stderr)
+    StandardError.write("skiff image: \(e)\n")
     return ExitCode.failure
 }

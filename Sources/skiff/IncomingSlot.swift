@@ -6,6 +6,7 @@ import VMM
 /// Where `vm.receive-migration` (on the API's control queue) hands a received
 /// VM to `skiff run`'s main thread, which runs it; the request answers once it
 /// runs. `ready` becomes readable when a VM is there.
+// Sound because: `received` and `busy` are touched only with `lock` held; the received VM is handed over once, to the main thread.
 final class IncomingSlot: @unchecked Sendable {
     let ready: EventFD
     private let lock = NSLock()

@@ -7,6 +7,7 @@ import VMM
 /// The control API's view of `skiff run`: it forwards each request to the
 /// machine that runs now (a `vm.reboot` builds a new one), and maps lifecycle
 /// refusals to 409s.
+// Sound because: every `var` is read and written with `lock` held.
 final class MachineControl: VMControl, @unchecked Sendable {
     /// The config of the machine attached last; nil while waiting for `vm.restore`.
     private var config: MachineConfig?
@@ -84,6 +85,7 @@ final class MachineControl: VMControl, @unchecked Sendable {
 
     func info() -> VMInfo {
         let machine = current
+        let config = lock.withLock { self.config }  // read under the lock: `attach` writes it from another thread
         let disks = machine?.disks.map {
             VMConfigInfo.Disk(path: $0.path, readonly: $0.readOnly, format: $0.format, serial: $0.serial)
         } ?? (config?.disks ?? []).map {
@@ -91,7 +93,6 @@ final class MachineControl: VMControl, @unchecked Sendable {
         }
         let nets = machine?.networks.map { VMConfigInfo.Net(tap: $0.tap, mac: $0.mac) }
             ?? (config?.networks ?? []).map { VMConfigInfo.Net(tap: $0.tap, mac: $0.mac?.description ?? "") }
-        let config = lock.withLock { self.config }
         let vmConfig = VMConfigInfo(kernel: config?.kernelPath ?? "", initrd: config?.initrdPath,
                                     cmdline: config?.commandLine ?? "", cpus: .init(bootVCPUs: config?.cpuCount ?? 0),
                                     memory: .init(size: config?.memorySize ?? 0), disks: disks, net: nets)

@@ -2,6 +2,7 @@ import API
 import ArgumentParser
 import Foundation
 import Migration
+import Synchronization
 
 /// `skiff migrate --api-socket PATH (--migration-key FILE | --insecure-migration) tcp:HOST:PORT`:
 /// `vm.send-migration` to the skiff serving the socket, a progress line on stderr
@@ -96,9 +97,8 @@ struct MigrateCommand: ParsableCommand {
 }
 
 /// The PUT's outcome, handed from its thread to the main one.
-private final class OutcomeBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: Result<APIClient.Response, Error>?
-    var value: Result<APIClient.Response, Error>? { lock.withLock { stored } }
-    func set(_ r: Result<APIClient.Response, Error>) { lock.withLock { stored = r } }
+private final class OutcomeBox: Sendable {
+    private let stored = Mutex<Result<APIClient.Response, Error>?>(nil)
+    var value: Result<APIClient.Response, Error>? { stored.withLock { $0 } }
+    func set(_ r: Result<APIClient.Response, Error>) { stored.withLock { $0 = r } }
 }

@@ -1,14 +1,13 @@
 import API
 import Foundation
+import Synchronization
 
 /// `skiff snapshot` on a terminal: while the request runs, polls `vm.info`
 /// over its own connection every 200 ms and redraws one line on stderr with
 /// the snapshot's progress (phase, RAM scanned and written, rate).
-final class SnapshotProgressLine: @unchecked Sendable {
-    // @unchecked: `stopped` is only touched under `lock`; `client` is used by the poller thread alone.
+final class SnapshotProgressLine: Sendable {
     private let client: APIClient
-    private let lock = NSLock()
-    private var stopped = false
+    private let stopped = Atomic<Bool>(false)
     private let done = DispatchSemaphore(value: 0)
 
     init(client: APIClient) {
@@ -17,7 +16,7 @@ final class SnapshotProgressLine: @unchecked Sendable {
     }
 
     private func poll() {
-        while !lock.withLock({ stopped }) {
+        while !stopped.load(ordering: .acquiring) {
             if let info = try? client.info(), info.state == VMInfo.stateSnapshotting, let p = info.snapshot {
                 FileHandle.standardError.write(Data(("\r\u{1B}[K" + p.line).utf8))
             }
@@ -32,7 +31,7 @@ final class SnapshotProgressLine: @unchecked Sendable {
 
     /// Stops polling and ends with the final figures.
     func finish() {
-        lock.withLock { stopped = true }
+        stopped.store(true, ordering: .releasing)
         done.wait()
     }
 }

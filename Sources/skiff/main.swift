@@ -1,3 +1,4 @@
+import Posix
 import ArgumentParser
 #if canImport(Glibc)
 import Glibc
@@ -17,7 +18,7 @@ struct Skiff: ParsableCommand {
 func printError(_ message: String) {
     var line = message
     if !line.hasSuffix("\n") { line += "\n" }
-    fputs(line, stderr)
+    StandardError.write(line)
 }
 
 // Errors end as one line on stderr and a non-zero status, never a trap.

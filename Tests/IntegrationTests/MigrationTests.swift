@@ -126,10 +126,11 @@ struct MigrationTests {
 }
 
 /// A value computed on a background thread, waited for with a limit.
+// Sound because: `value` is written before `done.signal()` and read only after a successful wait on `done`.
 final class DetachedResult<T>: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private var value: T?
-    init(_ body: @escaping () -> T) {
+    init(_ body: @escaping @Sendable () -> T) {
         Thread.detachNewThread { [self] in value = body(); done.signal() }
     }
     func wait(timeout: Double) -> T? {
@@ -138,5 +139,5 @@ final class DetachedResult<T>: @unchecked Sendable {
 }
 
 extension Thread {
-    static func detachedResult<T>(_ body: @escaping () -> T) -> DetachedResult<T> { DetachedResult(body) }
+    static func detachedResult<T>(_ body: @escaping @Sendable () -> T) -> DetachedResult<T> { DetachedResult(body) }
 }

@@ -70,6 +70,7 @@ struct SnapshotDiskTests {
         // Both at once, each on its own overlay; the original has written all of
         // its sectors by now, and each restored guest checks it finds them zero.
         let overlays = (1...2).map { t.dir.appendingPathComponent("clone\($0).qcow2").path }
+        // Sound because: `runs` is written with `lock` held and read after `concurrentPerform` returns.
         final class Runs: @unchecked Sendable {
             let lock = NSLock()
             var runs: [SkiffRun?] = [nil, nil]

@@ -10,11 +10,12 @@ func socketPair() -> (Int32, Int32) {
 }
 
 /// Runs `body` on its own thread; `join` waits for its result.
+// Sound because: `result` is written before `done.signal()` and read after `done.wait()`.
 final class Spawned<T>: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private var result: Result<T, Error>?
 
-    init(_ body: @escaping () throws -> T) {
+    init(_ body: @escaping @Sendable () throws -> T) {
         let thread = Thread { [self] in
             result = Result { try body() }
             done.signal()
@@ -32,6 +33,7 @@ final class Spawned<T>: @unchecked Sendable {
 /// Sits between two sockets and copies bytes both ways, recording them, and
 /// optionally changing one byte or cutting the stream at an offset: the
 /// network attacker of the tests.
+// Sound because: `recorded` and `threads` are touched only with `lock` held; the rest is `let`.
 final class Relay: @unchecked Sendable {
     enum Direction: Int { case initiatorToResponder, responderToInitiator }
     struct Tamper {

@@ -212,8 +212,9 @@ import Testing
 
     @Test func noPlaintextMarkerCrossesTheWire() throws {
         let marker = Array("SKIFF-GUEST-MEMORY-MARKER-7f3a9c".utf8)
-        var data: [UInt8] = []
-        while data.count < 1 << 20 { data += marker + patternBytes(count: 997, seed: UInt64(data.count)) }
+        var built: [UInt8] = []
+        while built.count < 1 << 20 { built += marker + patternBytes(count: 997, seed: UInt64(built.count)) }
+        let data = built
 
         let relay = Relay()
         let (i, r) = handshake(initiator: relay.initiatorSocket, responder: relay.responderSocket,

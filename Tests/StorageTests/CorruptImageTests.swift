@@ -270,7 +270,7 @@ import Testing
     }
 
     /// Sizes near 2^64 overflowed rounding up to whole sectors (a trap in `skiff image create`).
-    @Test(arguments: [UInt64.max, UInt64.max - 510, (1 << 55) + 1])
+    @Test(arguments: [UInt64.max, UInt64.max - 510, (1 << 55) + 1] as [UInt64])
     func createRefusesSizesThatDoNotFit(size: UInt64) {
         let dir = TempDir()
         let e = expectStorageError(.invalidArgument) { try Qcow2Image.create(path: dir.file("big.qcow2"), virtualSize: size) }

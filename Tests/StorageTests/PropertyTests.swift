@@ -3,8 +3,6 @@ import PropertyBased
 import Testing
 @testable import Storage
 
-extension DiskOp: @unchecked Sendable {}
-
 /// Random op sequences applied to a qcow2 image and to an in-memory model must
 /// read back the same, and `qemu-img check` must stay clean.
 @Suite struct PropertyTests {

@@ -3,7 +3,7 @@ import Testing
 @testable import Storage
 
 /// One operation applied to both the image under test and a raw reference.
-enum DiskOp: CustomStringConvertible {
+enum DiskOp: CustomStringConvertible, Sendable {
     case write(offset: UInt64, length: Int, seed: UInt64)
     case discard(offset: UInt64, length: UInt64)
     case zero(offset: UInt64, length: UInt64)

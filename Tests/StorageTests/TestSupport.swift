@@ -33,7 +33,7 @@ func run(_ tool: String, _ args: [String]) throws -> ProcessResult {
     try p.run()
     // Read stderr on another thread: a tool that fills one pipe while we block on
     // the other would otherwise deadlock (qemu-img check prints one line per leak).
-    final class Box: @unchecked Sendable { var data = Data() }
+    final class Box: @unchecked Sendable { var data = Data() }  // Sound because: written before `group.leave()`, read after `group.wait()`.
     let errBox = Box()
     let group = DispatchGroup()
     group.enter()

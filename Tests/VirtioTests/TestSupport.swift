@@ -2,14 +2,14 @@ import Devices
 import Events
 import Foundation
 import GuestMemory
+import Synchronization
 @testable import Virtio
 
 /// Counts interrupts instead of injecting them.
-final class FakeInterruptLine: InterruptLine, @unchecked Sendable {
-    private let lock = NSLock()
-    private var _count = 0
-    var count: Int { lock.lock(); defer { lock.unlock() }; return _count }
-    func trigger() { lock.lock(); _count += 1; lock.unlock() }
+final class FakeInterruptLine: InterruptLine {
+    private let triggered = Atomic<Int>(0)
+    var count: Int { triggered.load(ordering: .relaxed) }
+    func trigger() { triggered.add(1, ordering: .relaxed) }
 }
 
 /// Plays the guest driver against a transport through 32-bit register accesses,

@@ -6,6 +6,7 @@ import Testing
 @testable import Virtio
 
 /// A device that records what the transport asks of it.
+// Sound because: the transport calls it only with its device lock held; `_events` is also under `lock` for the test thread.
 final class RecordingDevice: VirtioDevice, @unchecked Sendable {
     let deviceType: UInt32 = 42
     let deviceFeatures: UInt64 = 1 << 3

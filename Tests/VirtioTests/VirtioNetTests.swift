@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import GuestMemory
 import Network
 import Testing
@@ -35,7 +36,8 @@ private let hostIP: [UInt8] = [10, 77, 0, 1]
 /// A virtio-net device on a real TAP that lives in a network namespace of its own
 /// (10.77.0.1/24 on the host side, IPv6 off so the kernel sends nothing unasked).
 final class NetHarness {
-    static var counter = 0
+    /// Numbers the namespaces and TAPs of harnesses that tests build in parallel.
+    static let counter = Atomic<Int>(0)
     static let rxBase: UInt64 = 0x10000, txBase: UInt64 = 0x20000
     static let rxData: UInt64 = 0x100000, txData: UInt64 = 0x200000
     static let ctrlBase: UInt64 = 0x30000, ctrlData: UInt64 = 0x300000
@@ -57,9 +59,9 @@ final class NetHarness {
 
     init(features: UInt64) throws {
         self.features = features
-        Self.counter += 1
-        namespace = "skiff-vt-\(getpid())-\(Self.counter)"
-        tapName = "skvt\(getpid() % 10_000)x\(Self.counter)"
+        let number = Self.counter.add(1, ordering: .relaxed).newValue
+        namespace = "skiff-vt-\(getpid())-\(number)"
+        tapName = "skvt\(getpid() % 10_000)x\(number)"
         try run(["ip", "netns", "add", namespace])
         do {
             try run(["ip", "netns", "exec", namespace, tool("sysctl")!, "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])

@@ -16,6 +16,7 @@ import Glibc
 /// one `read` returns at once (data, EOF or an error).
 ///
 /// The owner must keep this object for the VM's life and call `stop()` at teardown.
+// Sound because: every `var` is touched only with `lock` held; `onQuit` is Machine.stop, which is thread-safe.
 final class ConsoleInput: @unchecked Sendable {
     private enum Source {
         case none       // closed or unusable stdin

@@ -6,8 +6,8 @@ import Glibc
 /// puts it back on every way out: normal return, error, and fatal signals.
 enum Terminal {
     /// The settings to restore; written once before any handler can read it.
-    nonisolated(unsafe) private static var saved = termios()
-    nonisolated(unsafe) private static var isRaw = false
+    nonisolated(unsafe) private static var saved = termios()  // Sound because: written once by `enterRawMode` (main thread) before the handlers that read it exist.
+    nonisolated(unsafe) private static var isRaw = false  // Sound because: as `saved`; only the main thread and the exit/crash handlers read it.
 
     /// Switches stdin to raw mode if it is a terminal. Returns false otherwise.
     @discardableResult
@@ -43,7 +43,7 @@ enum Terminal {
     static let crashSignals = [SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE, SIGABRT]
     /// The actions in place before ours (Swift's backtracer, or the default), indexed by
     /// signal number (1–31).
-    nonisolated(unsafe) private static var previous: UnsafeMutablePointer<sigaction>?
+    nonisolated(unsafe) private static var previous: UnsafeMutablePointer<sigaction>?  // Sound because: set once, before the handlers that read it are installed.
 
     /// A crash (a Swift trap, a fault) must not leave the user's terminal raw either.
     /// Our handler restores the terminal, puts the previous action back and lets it run,

@@ -4,7 +4,7 @@ import Posix
 
 /// An interrupt line backed by an irqfd: a write to the eventfd makes KVM raise
 /// the GSI on the in-kernel IOAPIC, from any thread, without a vCPU exit.
-final class IRQFDLine: InterruptLine, @unchecked Sendable {
+final class IRQFDLine: InterruptLine {
     let gsi: UInt32
     let event: EventFD
 

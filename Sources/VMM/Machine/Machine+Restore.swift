@@ -20,7 +20,7 @@ extension Machine {
     ///   - resources: overlay paths and TAP names by device order (defaults: see `RestoreDevices`).
     public convenience init(restoringFrom directory: String, clock: ClockRestore = .frozen,
                             resources: RestoreResources = RestoreResources(),
-                            output: @escaping (UInt8) -> Void = Machine.writeToStdout) throws {
+                            output: @escaping @Sendable (UInt8) -> Void = Machine.writeToStdout) throws {
         let start = ContinuousClock.now
         let url = URL(fileURLWithPath: directory)
         let snapshot = try SnapshotReader(directory: url).read()

@@ -12,6 +12,7 @@ import X86
 /// A built VM: KVM objects, guest RAM, buses and devices, the event loop and the
 /// vCPU threads. `run()` starts it and blocks until it powers off, reboots or
 /// crashes.
+// Sound because: run state, exit reason and snapshot progress change under `lock`, control requests under `control`; the other vars are set while building or by `run` before other threads see them.
 public final class Machine: @unchecked Sendable {
     public let config: MachineConfig
     let kvm: KVM
@@ -55,7 +56,7 @@ public final class Machine: @unchecked Sendable {
     public var seccompNarrowsCaller = false
 
     /// Builds the whole VM from a validated config and loads its kernel; nothing runs yet.
-    public convenience init(config: MachineConfig, output: @escaping (UInt8) -> Void = Machine.writeToStdout) throws {
+    public convenience init(config: MachineConfig, output: @escaping @Sendable (UInt8) -> Void = Machine.writeToStdout) throws {
         try self.init(building: config, output: output)
         try loadKernel()
     }
@@ -69,7 +70,7 @@ public final class Machine: @unchecked Sendable {
     /// - Parameter needsBootFiles: check that kernel and initrd exist (default:
     ///   only when RAM is fresh); an incoming migration fills fresh RAM without them.
     init(building config: MachineConfig, restoredMemory: GuestMemory? = nil, needsBootFiles: Bool? = nil,
-         output: @escaping (UInt8) -> Void) throws {
+         output: @escaping @Sendable (UInt8) -> Void) throws {
         try config.validate(bootFiles: needsBootFiles ?? (restoredMemory == nil))
         let buildStart = ContinuousClock.now
         self.config = config
@@ -92,16 +93,17 @@ public final class Machine: @unchecked Sendable {
                                        hostAddress: region.hostAddress)
         }
 
-        // Devices. Callbacks may run on vCPU threads; `stop` is thread-safe.
+        // Devices. Callbacks may run on vCPU threads; `stop` is thread-safe. `unowned` (checked,
+        // not `unowned(unsafe)`): they run only while the machine lives, and a rare path can afford the check.
         let serialIRQ = try IRQFDLine(vm: vm, gsi: Layout.serialIRQ)
         keepAlive.append(serialIRQ)
         serial = Serial8250(interrupt: serialIRQ, output: output)
         try pio.insert(serial, at: UInt64(Layout.serialPort), length: 8)
-        try pio.insert(I8042 { [unowned(unsafe) self] in self.stop(.rebooted) },
+        try pio.insert(I8042 { [unowned self] in self.stop(.rebooted) },
                        at: UInt64(Layout.i8042DataPort), length: 5)
         try pio.insert(ACPISleepControl(softOffType: Layout.sleepTypeS5, resetValue: Layout.acpiResetValue,
-                                        onPowerOff: { [unowned(unsafe) self] in self.stop(.poweredOff) },
-                                        onReset: { [unowned(unsafe) self] in self.stop(.rebooted) }),
+                                        onPowerOff: { [unowned self] in self.stop(.poweredOff) },
+                                        onReset: { [unowned self] in self.stop(.rebooted) }),
                        at: UInt64(Layout.acpiSleepControlPort), length: ACPISleepControl.length)
 
         for disk in config.disks {
@@ -116,7 +118,7 @@ public final class Machine: @unchecked Sendable {
             let vcpu = try vm.createVCPU(id: id)
             try VCPUSetup.configure(vcpu, supportedCPUID: supportedCPUID, cpuCount: config.cpuCount)
             vcpuThreads.append(VCPUThread(vcpu: vcpu, pio: pio, mmio: mmio, gate: gate,
-                                          onExit: { [unowned(unsafe) self] in self.stop($0) }))
+                                          onExit: { [unowned self] in self.stop($0) }))
         }
         log.info("VM built in \(Self.milliseconds(ContinuousClock.now - buildStart)): \(config.cpuCount) vCPU(s), \(config.memorySize >> 20) MiB, \(config.disks.count) disk(s), \(config.networks.count) network card(s)")
     }
@@ -158,14 +160,14 @@ public final class Machine: @unchecked Sendable {
         }
         if attachConsole {
             let raw = Terminal.enterRawMode()
-            let input = ConsoleInput(serial: serial, loop: events, escapeEnabled: raw) { [unowned(unsafe) self] in
+            let input = ConsoleInput(serial: serial, loop: events, escapeEnabled: raw) { [unowned self] in
                 self.stop(.quitFromConsole)
             }
             input.start()
             console = input
         }
         VCPUThread.installKickHandler()
-        events.onFailure = { [unowned(unsafe) self] failure in
+        events.onFailure = { [unowned self] failure in
             self.stop(.failed("device event loop: \(failure); the devices cannot work without it"))
         }
         let seccomp = self.seccomp

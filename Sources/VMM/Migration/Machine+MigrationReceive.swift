@@ -33,7 +33,7 @@ extension Machine {
     ///     docs/migration.md, "Disks without shared storage"); missing ones
     ///     open the recorded image (shared storage).
     public static func receiveMigration(over stream: ByteStream, taps: [String] = [], disks: [String] = [],
-                                        output: @escaping (UInt8) -> Void = Machine.writeToStdout) throws -> IncomingVM {
+                                        output: @escaping @Sendable (UInt8) -> Void = Machine.writeToStdout) throws -> IncomingVM {
         var machine: Machine?
         let receiver = DiskReceiver()
         do {
@@ -67,7 +67,7 @@ extension Machine {
     }
 
     private static func receive(_ stream: ByteStream, taps: [String], disks: [String], receiver: DiskReceiver,
-                                output: @escaping (UInt8) -> Void, built: inout Machine?) throws -> IncomingVM {
+                                output: @escaping @Sendable (UInt8) -> Void, built: inout Machine?) throws -> IncomingVM {
         // start
         let startHeader = try MigrationFrame.readHeader(from: stream)
         guard startHeader.kind == .start else {

@@ -83,13 +83,12 @@ struct MemorySender {
     }
 
     /// A page of zeros to compare with (memcmp is vectorised; a Swift loop is not in debug builds).
-    private static let zeros = UnsafeMutableRawPointer.allocate(byteCount: page, alignment: 64).initializeMemory(
-        as: UInt8.self, repeating: 0, count: page)
+    private static let zeros = [UInt8](repeating: 0, count: page)
 
     private func isZero(_ region: GuestMemoryRegion, page: Int) -> Bool {
         // SAFETY: page < region.size / 4096 (callers), so the 4 KiB read stays inside the mapping.
         let base = region.hostAddress + page * Self.page
         if base.load(as: UInt64.self) != 0 { return false }
-        return memcmp(base, Self.zeros, Self.page) == 0
+        return Self.zeros.withUnsafeBytes { memcmp(base, $0.baseAddress!, Self.page) == 0 }
     }
 }

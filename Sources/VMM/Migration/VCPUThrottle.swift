@@ -4,6 +4,7 @@ import Foundation
 /// the gate for that long), so a guest that dirties memory faster than the
 /// link can carry slows down until pre-copy converges. Runs on its own thread
 /// from `start` to `stop`; the share rises step by step with `raise()`.
+// Sound because: `percent`, `running` and `thread` are read and written only with `condition` locked; `kick` only signals threads.
 final class VCPUThrottle: @unchecked Sendable {
     private let gate: VCPUGate
     private let kick: () -> Void

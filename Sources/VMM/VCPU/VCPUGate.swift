@@ -4,6 +4,7 @@ import Foundation
 /// park. One gate serves all vCPUs of a machine: a request is set here, the
 /// threads are kicked out of KVM_RUN, and each reads the request before its
 /// next KVM_RUN — so a request is never missed, however the kick races the run.
+// Sound because: `request` and `parked` are read and written only with `condition` locked.
 final class VCPUGate: @unchecked Sendable {
     enum Request: Equatable { case run, pause, stop }
 

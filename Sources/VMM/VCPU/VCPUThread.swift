@@ -2,28 +2,29 @@ import CKVM
 import Devices
 import Events
 import Foundation
-import Synchronization
 import KVM
 import Seccomp
+import Synchronization
 
 /// Runs one vCPU on a dedicated, joinable OS thread: KVM_RUN, dispatch the exit
 /// to the port-I/O or MMIO bus, repeat. Before every KVM_RUN the thread asks the
 /// machine's `VCPUGate` what to do (run, park while paused, or stop); `kick()`
 /// gets it out of KVM_RUN (immediate_exit + a signal) to read a new request.
-final class VCPUThread: @unchecked Sendable {
+final class VCPUThread: Sendable {
     let vcpu: VCPU
     private let pio: Bus
     private let mmio: Bus
     private let gate: VCPUGate
-    private let onExit: (MachineExit) -> Void
-    private var thread: JoinableThread?
+    private let onExit: @Sendable (MachineExit) -> Void
+    /// Set by `start`, taken by `join`; `kick` signals it with the lock held, so never after the join.
+    private let thread = Mutex<JoinableThread?>(nil)
     /// KVM_RUN exits handled so far (for `vm.info`).
     let exits = Atomic<UInt64>(0)
 
     /// The signal used to kick vCPUs out of KVM_RUN.
     static var kickSignal: Int32 { ckvm_sigrtmin() }
 
-    init(vcpu: VCPU, pio: Bus, mmio: Bus, gate: VCPUGate, onExit: @escaping (MachineExit) -> Void) {
+    init(vcpu: VCPU, pio: Bus, mmio: Bus, gate: VCPUGate, onExit: @escaping @Sendable (MachineExit) -> Void) {
         self.vcpu = vcpu
         self.pio = pio
         self.mmio = mmio
@@ -44,7 +45,7 @@ final class VCPUThread: @unchecked Sendable {
     /// Starts the thread; it loads the vCPU seccomp filter (unless `seccomp` is
     /// off) before its first KVM_RUN, and ends the VM if that fails.
     func start(seccomp: SeccompMode = .off) throws {
-        thread = try JoinableThread(name: "skiff-vcpu\(vcpu.id)", stackSize: 1 << 20) { [self] in
+        let started = try JoinableThread(name: "skiff-vcpu\(vcpu.id)", stackSize: 1 << 20) { [self] in
             // A parent may have started us with signals blocked (masks are
             // inherited); the kick must get through or KVM_RUN never returns.
             var unblock = sigset_t()
@@ -59,22 +60,23 @@ final class VCPUThread: @unchecked Sendable {
             }
             runLoop()
         }
+        thread.withLock { $0 = started }
     }
 
     /// Gets the thread out of KVM_RUN so it reads the gate again. Safe until
     /// `join()`: a joinable thread's ID stays valid after it returns.
     func kick() {
         vcpu.requestImmediateExit()
-        if let thread { pthread_kill(thread.pthread, VCPUThread.kickSignal) }
+        thread.withLock { if let t = $0 { pthread_kill(t.pthread, VCPUThread.kickSignal) } }
     }
 
     /// Waits for the thread to return; the gate must say `stop` (or the vCPU have
     /// ended by itself). Kicks once more in case it is in KVM_RUN.
     func join() {
-        guard let thread else { return }
+        guard thread.withLock({ $0 != nil }) else { return }
         kick()
-        thread.join()
-        self.thread = nil
+        guard let t = thread.withLock({ $0.take() }) else { return }
+        t.join()
     }
 
     private func runLoop() {

@@ -5,6 +5,7 @@ import Storage
 /// virtio-blk (device ID 2, virtio 1.2 §5.2) over a `DiskImage`. Data I/O goes
 /// through the storage layer's `AsyncDiskEngine`; its completions arrive on the
 /// event loop, where the used ring is updated and the interrupt raised.
+// Sound because: its mutable state is touched only in device callbacks and completions, all run with the transport's device lock held.
 public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     /// Feature bits (§5.2.3).
     public enum Feature {

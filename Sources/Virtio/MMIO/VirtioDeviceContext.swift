@@ -11,6 +11,7 @@ import GuestMemory
 ///
 /// All methods must be called with the device lock held (true in every device
 /// callback and in handlers registered with `watch`).
+// Sound because: `watched`, `isActive` and the queues are used only with the device lock held (above); the rest is `let`.
 public final class VirtioDeviceContext: @unchecked Sendable {
     public let memory: GuestMemory
     public let queues: [SplitQueue]
@@ -59,7 +60,7 @@ public final class VirtioDeviceContext: @unchecked Sendable {
 
     /// Watches `fd` on the event loop; `handler` runs with the device lock held and
     /// only while this context is active. Removed automatically at reset.
-    public func watch(_ fd: Int32, events: UInt32 = UInt32(EPOLLIN.rawValue), handler: @escaping (UInt32) -> Void) throws {
+    public func watch(_ fd: Int32, events: UInt32 = UInt32(EPOLLIN.rawValue), handler: @escaping @Sendable (UInt32) -> Void) throws {
         guard isActive else { return }
         let lock = transport.lock
         try eventLoop.add(fd, events: events) { [weak self] ev in

@@ -13,6 +13,7 @@ import Posix
 /// loop thread, woken by one eventfd per queue (`queueNotifiers`), which the VMM
 /// registers with KVM_IOEVENTFD at `base + notifyOffset`, datamatch = queue index.
 /// Both sides take `lock`, so device state never races.
+// Sound because: every `var` (and the device behind it) is read and written with `lock` held, on vCPU and event-loop threads alike.
 public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
     /// Bytes of MMIO space per device: registers 0x000–0x0ff, config space from 0x100.
     public static let windowSize: UInt64 = 0x1000

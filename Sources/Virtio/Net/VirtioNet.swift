@@ -12,6 +12,7 @@ import Network
 /// Back-pressure: when the receive queue has too few buffers for the frame in hand,
 /// the frame is kept, the TAP is no longer polled, and the device waits for the
 /// driver's next receive-queue notification. No frame is read that cannot be placed.
+// Sound because: its mutable state is touched only in device callbacks and `watch` handlers, all run with the transport's device lock held.
 public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     /// Feature bits (§5.1.3).
     public enum Feature {

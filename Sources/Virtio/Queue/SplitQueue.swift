@@ -6,6 +6,7 @@ import Synchronization
 /// an interrupt. All guest memory goes through `GuestMemory`'s checked accessors.
 ///
 /// Not thread-safe: the transport serialises every use under its device lock.
+// Sound because: used only with its transport's device lock held (above); `memory` is Sendable.
 public final class SplitQueue: @unchecked Sendable {
     public private(set) var state: QueueState
     public let memory: GuestMemory

@@ -5,6 +5,7 @@ import Foundation
 /// "connection dropped at a random point" of the failure tests. With
 /// `recording`, it also keeps every byte the source sent (what an
 /// eavesdropper on the link would see).
+// Sound because: `forwarded`, `cut` (and the recordings) are touched only with `lock` held; the rest is `let`.
 final class CuttingRelay: @unchecked Sendable {
     let port: UInt16
     private let listener: Int32

@@ -8,7 +8,7 @@ enum Firmware {
     }
 
     private static let lock = NSLock()
-    nonisolated(unsafe) private static var built: Set<String> = []
+    nonisolated(unsafe) private static var built: Set<String> = []  // Sound because: read and written only with `lock` held.
 
     /// Builds `name` with scripts/build-firmware.sh (once per test run; the script
     /// is incremental) and returns the ELF's path.

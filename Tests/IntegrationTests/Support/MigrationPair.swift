@@ -2,7 +2,8 @@ import Foundation
 
 /// A source `skiff run` (count firmware, API socket) and a destination
 /// `skiff run --incoming` on loopback, for migration tests.
-final class MigrationPair {
+// Sound because: all `let`; the two `BackgroundVM`s (Process, Pipe) are only started, read and stopped, which Foundation allows from any thread.
+final class MigrationPair: @unchecked Sendable {
     let dir: URL
     let socket: String
     /// The destination's API socket (it serves one once the VM has arrived).

@@ -2,6 +2,7 @@ import Foundation
 
 /// Collects what a child writes to `fd` (a pipe's read end or a pty master) on a
 /// background thread, so a test can wait for a line while the child runs.
+// Sound because: `data` and `stopping` are touched only with `lock` held; the rest is `let`.
 final class OutputWatcher: @unchecked Sendable {
     private let fd: Int32
     private let lock = NSLock()

@@ -47,6 +47,7 @@ enum SkiffProcess {
         let started = Date()
         try process.run()
         // Drain the pipes while waiting so a chatty guest cannot block on a full pipe.
+        // Sound because: `out` and `err` are touched only with `lock` held.
         final class Collected: @unchecked Sendable {
             let lock = NSLock()
             var out = Data(), err = Data()
