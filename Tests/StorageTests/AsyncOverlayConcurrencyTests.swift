@@ -83,7 +83,7 @@ import Testing
                 payloads.append(p)
             }
             // Submit writes with reads of the hot region mixed in; nothing completes meanwhile.
-            for (k, (o, n)) in writes.enumerated() {
+            for (k, (o, _)) in writes.enumerated() {
                 d.write(o, payloads[k], pieces: 1 + Int(rng.next(3)))
                 if rng.chance(35) {
                     let ro = lo + rng.next(hi - lo)

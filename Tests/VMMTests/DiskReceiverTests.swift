@@ -72,7 +72,7 @@ struct DiskReceiverTests {
             #expect(!FileManager.default.fileExists(atPath: overlay))
         }
         // An existing file is never overwritten.
-        FileManager.default.createFile(atPath: overlay, contents: Data([1]))
+        _ = FileManager.default.createFile(atPath: overlay, contents: Data([1]))
         #expect(throws: MigrationError.self) { try DiskReceiver().prepare(MigrationDiskList(disks: [good]), overlays: [0: overlay]) }
         #expect(FileManager.default.contents(atPath: overlay) == Data([1]))
     }
