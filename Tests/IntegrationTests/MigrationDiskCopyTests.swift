@@ -41,19 +41,28 @@ struct MigrationDiskCopyTests {
                           "--disk", "path=\(top)" + (format.map { ",format=\($0)" } ?? ""), "--api-socket", socket])
     }
 
-    @Test func theTopLayerFollowsTheMemoryOntoTheDestinationsOverlay() throws {
-        let dir = try Shell.temporaryDirectory("migrate-disk-copy")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let (base, top) = try Self.images(dir)
+    /// A destination waiting with `--disk path=OVERLAY` (in `dir`) and the `blk`
+    /// log guest writing on `image` at a source with an API socket; returned once
+    /// both are ready and the guest has logged 200 writes.
+    static func startPair(_ dir: URL, image: String, format: String? = nil) throws
+        -> (destination: BackgroundVM, source: BackgroundVM, overlay: String, socket: String, port: UInt16) {
         let overlay = dir.appendingPathComponent("dest.qcow2").path
         let socket = dir.appendingPathComponent("src.sock").path
         let port = MigrationPair.freePort()
         let destination = try BackgroundVM(["run", "--incoming", "tcp:127.0.0.1:\(port)", "--insecure-migration",
                                             "--disk", "path=\(overlay)", "--log-level", "info"])
-        let source = try Self.source(top, socket: socket)
+        let source = try Self.source(image, socket: socket, format: format)
         try #require(destination.errors.waitFor("waiting for an incoming VM", timeout: 60), "\(destination.errors.text)")
         try #require(APILifecycleTests.waitForSocket(socket, vm: source), "no API: \(source.errors.text)")
         try #require(source.output.waitFor("blk: log 200\n", timeout: 60), "\(source.output.text.suffix(300))")
+        return (destination, source, overlay, socket, port)
+    }
+
+    @Test func theTopLayerFollowsTheMemoryOntoTheDestinationsOverlay() throws {
+        let dir = try Shell.temporaryDirectory("migrate-disk-copy")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (base, top) = try Self.images(dir)
+        let (destination, source, overlay, socket, port) = try Self.startPair(dir, image: top)
 
         let run = try SkiffProcess.run(["migrate", "--api-socket", socket, "--insecure-migration",
                                         "tcp:127.0.0.1:\(port)"], timeout: 120)
@@ -176,15 +185,7 @@ struct MigrationDiskCopyTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let raw = dir.appendingPathComponent("disk.raw").path
         try Shell.run("truncate -s 64M \(raw)")
-        let overlay = dir.appendingPathComponent("dest.qcow2").path
-        let socket = dir.appendingPathComponent("src.sock").path
-        let port = MigrationPair.freePort()
-        let destination = try BackgroundVM(["run", "--incoming", "tcp:127.0.0.1:\(port)", "--insecure-migration",
-                                            "--disk", "path=\(overlay)", "--log-level", "info"])
-        let source = try Self.source(raw, socket: socket, format: "raw")
-        try #require(destination.errors.waitFor("waiting for an incoming VM", timeout: 60), "\(destination.errors.text)")
-        try #require(APILifecycleTests.waitForSocket(socket, vm: source), "no API: \(source.errors.text)")
-        try #require(source.output.waitFor("blk: log 200\n", timeout: 60), "\(source.output.text.suffix(300))")
+        let (destination, source, overlay, socket, port) = try Self.startPair(dir, image: raw, format: "raw")
         let run = try SkiffProcess.run(["migrate", "--api-socket", socket, "--insecure-migration",
                                         "tcp:127.0.0.1:\(port)"], timeout: 120)
         #expect(run.status != 0)
@@ -202,15 +203,7 @@ struct MigrationDiskCopyTests {
         let dir = try Shell.temporaryDirectory("migrate-disk-copy-cut")
         defer { try? FileManager.default.removeItem(at: dir) }
         let (_, top) = try Self.images(dir, topData: "48M")
-        let overlay = dir.appendingPathComponent("dest.qcow2").path
-        let socket = dir.appendingPathComponent("src.sock").path
-        let port = MigrationPair.freePort()
-        let destination = try BackgroundVM(["run", "--incoming", "tcp:127.0.0.1:\(port)", "--insecure-migration",
-                                            "--disk", "path=\(overlay)", "--log-level", "info"])
-        let source = try Self.source(top, socket: socket)
-        try #require(destination.errors.waitFor("waiting for an incoming VM", timeout: 60), "\(destination.errors.text)")
-        try #require(APILifecycleTests.waitForSocket(socket, vm: source), "no API: \(source.errors.text)")
-        try #require(source.output.waitFor("blk: log 200\n", timeout: 60), "\(source.output.text.suffix(300))")
+        let (destination, source, overlay, socket, port) = try Self.startPair(dir, image: top)
         let migrate = DetachedResult {
             try? SkiffProcess.run(["migrate", "--api-socket", socket, "--insecure-migration", "tcp:127.0.0.1:\(port)"],
                                   timeout: 120)
