@@ -4,6 +4,7 @@ import PackageDescription
 // Layers, lowest first; a target only imports targets above it in this list.
 //   CKVM, CAIO, CSeccomp (C shims), Posix → Events, KVM, GuestMemory, Seccomp → X86, Devices,
 //   Storage, Network → Virtio → VMState → Migration → VMM → skiff;  API (control plane, no VM imports) → skiff;
+//   SkiffCLI (the command-line parser, imports nothing) → skiff;
 //   Posix, CChaChaPoly → SecureChannel (the encrypted migration stream, no VM imports) → skiff (MigrationTransport)
 // Migration is the wire protocol and its TCP stream (no VM objects); VMM drives it.
 
@@ -16,7 +17,6 @@ let package = Package(
         .library(name: "SkiffParsers", targets: ["Virtio", "Storage", "X86", "API", "VMState", "Migration"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -67,10 +67,11 @@ let package = Package(
         .target(name: "VMM", dependencies: ["Posix", "Events", "Seccomp", "KVM", "GuestMemory", "X86", "Devices", "Storage", "Network", "Virtio", "VMState", "Migration",
                                             .product(name: "Logging", package: "swift-log"),
                                             .product(name: "Crypto", package: "swift-crypto")]),
+        // `skiff`'s command-line parser: declared options, no reflection (docs/performance.md).
+        .target(name: "SkiffCLI"),
         .executableTarget(name: "skiff", dependencies: [
-            "VMM", "VMState", "Migration", "Posix", "Storage", "Virtio", "API", "SecureChannel", "Seccomp",
+            "SkiffCLI", "VMM", "VMState", "Migration", "Posix", "Storage", "Virtio", "API", "SecureChannel", "Seccomp",
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Benchmark / tooling driver for the storage layer (also the crash-consistency test's writer).
@@ -82,6 +83,7 @@ let package = Package(
                           dependencies: ["SecureChannel", "Posix", .product(name: "Crypto", package: "swift-crypto")],
                           path: "Benchmarks/SecureChannelBench"),
 
+        .testTarget(name: "SkiffCLITests", dependencies: ["SkiffCLI"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),

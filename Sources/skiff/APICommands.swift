@@ -1,17 +1,21 @@
 import API
-import ArgumentParser
 import Foundation
+import SkiffCLI
 
 /// `--api-socket PATH` and the client's time limit, shared by the client subcommands.
-struct APIClientOptions: ParsableArguments {
-    @Option(name: .customLong("api-socket"),
-            help: ArgumentHelp("The socket of a running `skiff run --api-socket PATH`.", valueName: "path"))
+struct APIClientOptions {
+    static let options: [Option] = [
+        .option("api-socket", value: "path", required: true,
+                help: "The socket of a running `skiff run --api-socket PATH`."),
+        .option("timeout", value: "seconds", .integer, default: "60", help: "Seconds to wait for the answer."),
+    ]
+
     var apiSocket: String
+    var timeout: Int
 
-    @Option(help: ArgumentHelp("Seconds to wait for the answer.", valueName: "seconds"))
-    var timeout: Int = 60
-
-    func validate() throws {
+    init(_ a: ParsedArguments) throws {
+        apiSocket = a.string("api-socket")!
+        timeout = try a.integer("timeout")!
         guard (1...3600).contains(timeout) else { throw ValidationError("--timeout must be between 1 and 3600 seconds") }
     }
 
@@ -37,27 +41,29 @@ private func discussion(_ what: String, _ command: String) -> String {
     "\(what)\n\nExample:\n  skiff run --kernel vmlinux --api-socket /tmp/vm.sock &\n  skiff \(command) --api-socket /tmp/vm.sock"
 }
 
-struct PingCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "ping", abstract: "Check that a skiff answers on its API socket; print its version.",
-        discussion: discussion("Prints the version of the skiff serving the socket (vmm.ping).", "ping"))
+/// The subcommands that only talk to a running skiff: each builds its `Command`
+/// from a name, its help and what to do with the client options.
+private func clientCommand(_ name: String, abstract: String, discussion what: String, example: String? = nil,
+                           options: [Option] = [], positionals: [Positional] = [],
+                           run: @escaping @Sendable (APIClientOptions, ParsedArguments) throws -> Void) -> Command {
+    Command(name: name, abstract: abstract, discussion: discussion(what, example ?? name),
+            options: APIClientOptions.options + options, positionals: positionals,
+            run: { arguments in try run(try APIClientOptions(arguments), arguments) })
+}
 
-    @OptionGroup var options: APIClientOptions
-
-    func run() throws {
+enum PingCommand {
+    static let command = clientCommand(
+        "ping", abstract: "Check that a skiff answers on its API socket; print its version.",
+        discussion: "Prints the version of the skiff serving the socket (vmm.ping).") { options, _ in
         try APICommandError.wrap(nil) { print(try options.client.ping().version) }
     }
 }
 
-struct InfoCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "info", abstract: "Print the VM's state, configuration and counters as JSON.",
-        discussion: discussion("Prints vm.info, pretty-printed: state, config (kernel, cpus, memory, disks, net) "
-            + "and counters.", "info"))
-
-    @OptionGroup var options: APIClientOptions
-
-    func run() throws {
+enum InfoCommand {
+    static let command = clientCommand(
+        "info", abstract: "Print the VM's state, configuration and counters as JSON.",
+        discussion: "Prints vm.info, pretty-printed: state, config (kernel, cpus, memory, disks, net) and counters.") {
+        options, _ in
         try APICommandError.wrap(nil) {
             let info = try options.client.info()
             let encoder = JSONEncoder()
@@ -68,50 +74,43 @@ struct InfoCommand: ParsableCommand {
 }
 
 /// The state-changing subcommands: one PUT each, silent on success.
-struct PauseCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "pause", abstract: "Pause the VM's vCPUs.",
-        discussion: discussion("Fails if the VM is not running.", "pause"))
-    @OptionGroup var options: APIClientOptions
-    func run() throws { try APICommandError.wrap("pause") { try options.client.pause() } }
+enum PauseCommand {
+    static let command = clientCommand("pause", abstract: "Pause the VM's vCPUs.",
+                                       discussion: "Fails if the VM is not running.") { options, _ in
+        try APICommandError.wrap("pause") { try options.client.pause() }
+    }
 }
 
-struct ResumeCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "resume", abstract: "Resume a paused VM.",
-        discussion: discussion("Fails if the VM is not paused.", "resume"))
-    @OptionGroup var options: APIClientOptions
-    func run() throws { try APICommandError.wrap("resume") { try options.client.resume() } }
+enum ResumeCommand {
+    static let command = clientCommand("resume", abstract: "Resume a paused VM.",
+                                       discussion: "Fails if the VM is not paused.") { options, _ in
+        try APICommandError.wrap("resume") { try options.client.resume() }
+    }
 }
 
-struct ShutdownCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "shutdown", abstract: "Shut the VM down; its skiff exits 0.",
-        discussion: discussion("Ends the VM (vm.shutdown); the skiff serving the socket exits once it has answered.",
-                               "shutdown"))
-    @OptionGroup var options: APIClientOptions
-    func run() throws { try APICommandError.wrap("shut down") { try options.client.shutdown() } }
+enum ShutdownCommand {
+    static let command = clientCommand(
+        "shutdown", abstract: "Shut the VM down; its skiff exits 0.",
+        discussion: "Ends the VM (vm.shutdown); the skiff serving the socket exits once it has answered.") { options, _ in
+        try APICommandError.wrap("shut down") { try options.client.shutdown() }
+    }
 }
 
-struct RebootCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "reboot", abstract: "Reboot the VM.",
-        discussion: discussion("Restarts the guest (vm.reboot).", "reboot"))
-    @OptionGroup var options: APIClientOptions
-    func run() throws { try APICommandError.wrap("reboot") { try options.client.reboot() } }
+enum RebootCommand {
+    static let command = clientCommand("reboot", abstract: "Reboot the VM.",
+                                       discussion: "Restarts the guest (vm.reboot).") { options, _ in
+        try APICommandError.wrap("reboot") { try options.client.reboot() }
+    }
 }
 
-/// Registered in main.swift.
 /// `skiff snapshot --api-socket PATH DIR`: `vm.snapshot` with `file:///DIR` (absolute).
-struct SnapshotCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "snapshot", abstract: "Snapshot the VM into a new directory; the VM goes on (or stays paused).",
-        discussion: discussion("Writes the machine state and a sparse memory file into DIR (new or empty); "
-            + "restore it with `skiff run --restore DIR`.", "snapshot /tmp/snap"))
-    @OptionGroup var options: APIClientOptions
-    @Argument(help: ArgumentHelp("Directory to create the snapshot in.", valueName: "dir")) var directory: String
-    func run() throws {
-        let absolute = URL(fileURLWithPath: directory).standardizedFileURL.path
+enum SnapshotCommand {
+    static let command = clientCommand(
+        "snapshot", abstract: "Snapshot the VM into a new directory; the VM goes on (or stays paused).",
+        discussion: "Writes the machine state and a sparse memory file into DIR (new or empty); "
+            + "restore it with `skiff run --restore DIR`.", example: "snapshot /tmp/snap",
+        positionals: [Positional("dir", help: "Directory to create the snapshot in.")]) { options, arguments in
+        let absolute = URL(fileURLWithPath: arguments.argument("dir")).standardizedFileURL.path
         let body = try JSONEncoder().encode(SnapshotRequest(destinationURL: "file://" + absolute))
         // On a terminal, a second connection polls vm.info and redraws one progress line.
         let progress = isatty(STDERR_FILENO) == 1 ? SnapshotProgressLine(client: options.client) : nil
@@ -120,7 +119,8 @@ struct SnapshotCommand: ParsableCommand {
     }
 }
 
-let apiClientCommands: [ParsableCommand.Type] = [
-    PingCommand.self, InfoCommand.self, PauseCommand.self, ResumeCommand.self, ShutdownCommand.self, RebootCommand.self,
-    SnapshotCommand.self, MigrateCommand.self,
+/// Registered in main.swift.
+let apiClientCommands: [Command] = [
+    PingCommand.command, InfoCommand.command, PauseCommand.command, ResumeCommand.command, ShutdownCommand.command,
+    RebootCommand.command, SnapshotCommand.command, MigrateCommand.command,
 ]

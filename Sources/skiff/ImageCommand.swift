@@ -1,39 +1,40 @@
 import Posix
-import ArgumentParser
+import SkiffCLI
 import Storage
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// `skiff image create|info|check`: make and inspect disk images without a VM.
-struct ImageCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "image",
+enum ImageCommand {
+    static let command = Command(
+        name: "image",
         abstract: "Create and inspect disk images (qcow2, raw).",
-        subcommands: [Create.self, Info.self, Check.self])
+        subcommands: [Create.command, Info.command, Check.command])
 
-    struct Create: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "create",
+    struct Create {
+        static let command = Command(
+            name: "create",
             abstract: "Create a new image (qcow2 by default; sparse either way).",
-            discussion: "Examples:\n  skiff image create --size 8G disk.qcow2\n  skiff image create --backing base.qcow2 overlay.qcow2")
+            discussion: "Examples:\n  skiff image create --size 8G disk.qcow2\n  skiff image create --backing base.qcow2 overlay.qcow2",
+            options: [
+                .option("size", help: "Virtual size, e.g. 512M, 8G (defaults to the backing file's size)."),
+                .option("backing", help: "Backing file for a qcow2 overlay (relative names are relative to FILE)."),
+                .option("backing-format", help: "Format of the backing file: qcow2 or raw (detected when omitted)."),
+                .option("cluster-size", help: "qcow2 cluster size, 4K to 2M (default 64K)."),
+                .option("format", default: "qcow2", help: "Image format: qcow2 or raw."),
+            ],
+            positionals: [Positional("file", help: "The image file to create (must not exist).")],
+            run: { a in
+                try Create(size: a.string("size"), backing: a.string("backing"), backingFormat: a.string("backing-format"),
+                           clusterSize: a.string("cluster-size"), format: a.string("format")!, file: a.argument("file")).run()
+            })
 
-        @Option(help: "Virtual size, e.g. 512M, 8G (defaults to the backing file's size).")
         var size: String?
-
-        @Option(help: "Backing file for a qcow2 overlay (relative names are relative to FILE).")
         var backing: String?
-
-        @Option(name: .customLong("backing-format"), help: "Format of the backing file: qcow2 or raw (detected when omitted).")
         var backingFormat: String?
-
-        @Option(name: .customLong("cluster-size"), help: "qcow2 cluster size, 4K to 2M (default 64K).")
         var clusterSize: String?
-
-        @Option(help: "Image format: qcow2 or raw.")
-        var format: String = "qcow2"
-
-        @Argument(help: "The image file to create (must not exist).")
+        var format: String
         var file: String
 
         func run() throws {
@@ -74,14 +75,14 @@ struct ImageCommand: ParsableCommand {
         }
     }
 
-    struct Info: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "info", abstract: "Show format, virtual size, allocated bytes and the backing chain.")
+    struct Info {
+        static let command = Command(
+            name: "info", abstract: "Show format, virtual size, allocated bytes and the backing chain.",
+            options: [.flag("force-share", short: "U", help: "Read an image that another process has open for writing.")],
+            positionals: [Positional("file", help: "The image file.")],
+            run: { try Info(forceShare: $0.flag("force-share"), file: $0.argument("file")).run() })
 
-        @Flag(name: [.customShort("U"), .customLong("force-share")], help: "Read an image that another process has open for writing.")
-        var forceShare = false
-
-        @Argument(help: "The image file.")
+        var forceShare: Bool
         var file: String
 
         func run() throws {
@@ -93,13 +94,14 @@ struct ImageCommand: ParsableCommand {
         }
     }
 
-    struct Check: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "check",
+    struct Check {
+        static let command = Command(
+            name: "check",
             abstract: "Check a qcow2 image for leaked clusters and corruption.",
-            discussion: "Exit status as qemu-img check: 0 no errors, 2 corruption, 3 leaked clusters only, 1 the check failed.")
+            discussion: "Exit status as qemu-img check: 0 no errors, 2 corruption, 3 leaked clusters only, 1 the check failed.",
+            positionals: [Positional("file", help: "The image file.")],
+            run: { try Check(file: $0.argument("file")).run() })
 
-        @Argument(help: "The image file.")
         var file: String
 
         func run() throws {

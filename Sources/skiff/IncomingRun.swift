@@ -1,4 +1,4 @@
-import ArgumentParser
+import SkiffCLI
 import Logging
 import Migration
 import Posix

@@ -1,5 +1,5 @@
 import API
-import ArgumentParser
+import SkiffCLI
 import Foundation
 import Migration
 import VMM

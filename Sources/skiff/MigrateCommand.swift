@@ -1,15 +1,15 @@
 import API
-import ArgumentParser
 import Foundation
 import Migration
+import SkiffCLI
 import Synchronization
 
 /// `skiff migrate --api-socket PATH (--migration-key FILE | --insecure-migration) tcp:HOST:PORT`:
 /// `vm.send-migration` to the skiff serving the socket, a progress line on stderr
 /// while it runs (from `vm.info`'s migration counters), and the summary at the end.
-struct MigrateCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "migrate", abstract: "Live-migrate the VM to a `skiff run --incoming` on another host.",
+struct MigrateCommand {
+    static let command = Command(
+        name: "migrate", abstract: "Live-migrate the VM to a `skiff run --incoming` on another host.",
         discussion: """
         Pre-copies the VM's memory while it runs, then stops it for the last pages and its state, \
         and exits 0 once the destination runs it (the source skiff then exits 0, "migrated"). \
@@ -18,22 +18,29 @@ struct MigrateCommand: ParsableCommand {
         Example:
           skiff run --incoming tcp:0.0.0.0:6000 --insecure-migration       # on host B
           skiff migrate --api-socket /tmp/vm.sock --insecure-migration tcp:hostB:6000
-        """)
+        """,
+        options: APIClientOptions.options + [
+            .option("migration-key", value: "path", help: "The migration key file, the same on both hosts."),
+            .flag("insecure-migration", help: "Plain, unauthenticated TCP instead of a key (for comparisons)."),
+            .option("downtime-limit", value: "ms", .unsigned,
+                    help: "The longest the guest may be stopped for the switch-over, in milliseconds."),
+        ],
+        positionals: [Positional("tcp:host:port", help: "Where `skiff run --incoming` listens.")],
+        run: { try MigrateCommand($0).run() })
 
-    @OptionGroup var options: APIClientOptions
-
-    @Option(help: ArgumentHelp("The migration key file, the same on both hosts.", valueName: "path"))
+    var options: APIClientOptions
     var migrationKey: String?
-
-    @Flag(help: "Plain, unauthenticated TCP instead of a key (for comparisons).")
-    var insecureMigration = false
-
-    @Option(help: ArgumentHelp("The longest the guest may be stopped for the switch-over, in milliseconds.",
-                               valueName: "ms"))
+    var insecureMigration: Bool
     var downtimeLimit: UInt64?
-
-    @Argument(help: ArgumentHelp("Where `skiff run --incoming` listens.", valueName: "tcp:host:port"))
     var destination: String
+
+    init(_ a: ParsedArguments) throws {
+        options = try APIClientOptions(a)
+        migrationKey = a.string("migration-key")
+        insecureMigration = a.flag("insecure-migration")
+        downtimeLimit = try a.integer("downtime-limit")
+        destination = a.argument("tcp:host:port")
+    }
 
     func run() throws {
         do {

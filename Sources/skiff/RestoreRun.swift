@@ -1,4 +1,4 @@
-import ArgumentParser
+import SkiffCLI
 import Virtio
 import VMM
 import VMState

@@ -1,84 +1,98 @@
 import API
 import Seccomp
-import ArgumentParser
 import Logging
+import SkiffCLI
 import Storage
 import Virtio
 import VMM
 
 /// `skiff run`: boot a guest and wire its serial console to this terminal.
-struct RunCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "run",
+struct RunCommand {
+    static let command = Command(
+        name: "run",
         abstract: "Boot a guest kernel with a serial console on this terminal.",
         discussion: """
         The guest's serial port (ttyS0) is this terminal: its output goes to stdout and \
         stdin goes to the guest (raw mode while stdin is a terminal; Ctrl-A x quits). \
         skiff exits 0 when the guest powers off or reboots, and non-zero if it crashes.
-        """)
+        """,
+        options: [
+            .option("kernel", value: "path", help: "Kernel: an ELF vmlinux with a PVH entry note, or a bzImage."),
+            .option("initrd", value: "path", help: "Initial ramdisk (initramfs) to hand the kernel."),
+            .option("cmdline", value: "text", default: MachineConfig.defaultCommandLine, help: "Kernel command line."),
+            .option("cpus", value: "n", .integer, default: "1",
+                    help: "Number of vCPUs (1–\(MachineConfig.maximumCPUs))."),
+            .option("memory", value: "size",
+                    .custom(expected: "a size such as 512M or 2G") { (try? ByteSize(parsing: $0)) != nil },
+                    default: "256M", help: "Guest RAM, e.g. 256M or 2G."),
+            .repeated("disk", value: "spec",
+                      help: "A virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,format=raw|qcow2]. Repeat for more. "
+                          + "With --restore (or vm.restore): path=OVERLAY, the new overlay of each disk in order. "
+                          + "With --incoming (or vm.receive-migration): path=NEW.qcow2, a disk not on shared storage, "
+                          + "its top layer received into that new overlay."),
+            .repeated("net", value: "spec",
+                      help: "A virtio-net interface on a TAP device: tap=NAME[,mac=MAC]. Repeat for more. "
+                          + "With --restore (or vm.restore): tap=NAME, the TAP of each card in order."),
+            .option("api-socket", value: "path",
+                    help: "Serve the control API (HTTP/JSON, Cloud Hypervisor's endpoints under /api/v1/) on this unix "
+                        + "socket: created mode 0600, refused if another skiff serves it, removed on exit. Without "
+                        + "--kernel, --restore or --incoming, wait for vm.restore or vm.receive-migration."),
+            .option("log-level", value: "level", default: "warning",
+                    help: "VMM log level on stderr: trace, debug, info, notice, warning, error, critical."),
+            .option("restore", value: "dir",
+                    help: "Restore the VM in a snapshot directory instead of booting a kernel "
+                        + "(the snapshot holds the machine config)."),
+            .flag("paused", help: "With --restore: restore the VM but leave it paused."),
+            .option("restore-clock", value: "policy", default: "frozen",
+                    help: "With --restore: frozen (the guest sees no time pass across the snapshot) or advance "
+                        + "(its clock jumps by the wall time elapsed since the snapshot)."),
+            .option("incoming", value: "tcp:addr:port",
+                    help: "Wait for one VM migrated here from another skiff (`skiff migrate`) on tcp:ADDR:PORT, then "
+                        + "run it; the config arrives with it (no --kernel; --net tap=NAME picks its TAPs by order)."),
+            .option("migration-key", value: "path", help: "With --incoming: the migration key file, the same on both hosts."),
+            .flag("insecure-migration",
+                  help: "With --incoming: accept plain, unauthenticated TCP instead of a key (for comparisons)."),
+            .option("seccomp", value: "on|off", default: "on",
+                    help: "System call filters per thread role: on, or off for debugging "
+                        + "(log: load them but only log what they would refuse)."),
+        ],
+        run: { try RunCommand($0).run() })
 
-    @Option(help: ArgumentHelp("Kernel: an ELF vmlinux with a PVH entry note, or a bzImage.", valueName: "path"))
     var kernel: String?
-
-    @Option(help: ArgumentHelp("Initial ramdisk (initramfs) to hand the kernel.", valueName: "path"))
     var initrd: String?
-
-    @Option(help: ArgumentHelp("Kernel command line.", valueName: "text"))
-    var cmdline: String = MachineConfig.defaultCommandLine
-
-    @Option(help: ArgumentHelp("Number of vCPUs (1–\(MachineConfig.maximumCPUs)).", valueName: "n"))
-    var cpus: Int = 1
-
-    @Option(help: ArgumentHelp("Guest RAM, e.g. 256M or 2G.", valueName: "size"))
-    var memory: String = "256M"
-
-    @Option(name: .customLong("disk"),
-            help: ArgumentHelp("A virtio-blk disk: path=FILE[,readonly=on][,serial=ID][,format=raw|qcow2]. Repeat for more. "
-                               + "With --restore (or vm.restore): path=OVERLAY, the new overlay of each disk in order. "
-                               + "With --incoming (or vm.receive-migration): path=NEW.qcow2, a disk not on shared storage, "
-                               + "its top layer received into that new overlay.",
-                               valueName: "spec"))
-    var disks: [String] = []
-
-    @Option(name: .customLong("net"),
-            help: ArgumentHelp("A virtio-net interface on a TAP device: tap=NAME[,mac=MAC]. Repeat for more. "
-                               + "With --restore (or vm.restore): tap=NAME, the TAP of each card in order.",
-                               valueName: "spec"))
-    var networks: [String] = []
-
-    @Option(help: ArgumentHelp("Serve the control API (HTTP/JSON, Cloud Hypervisor's endpoints under /api/v1/) on this unix socket: created mode 0600, refused if another skiff serves it, removed on exit. Without --kernel, --restore or --incoming, wait for vm.restore or vm.receive-migration.",
-                               valueName: "path"))
+    var cmdline: String
+    var cpus: Int
+    var memory: String
+    var disks: [String]
+    var networks: [String]
     var apiSocket: String?
-
-    @Option(help: ArgumentHelp("VMM log level on stderr: trace, debug, info, notice, warning, error, critical.",
-                               valueName: "level"))
-    var logLevel: String = "warning"
-
-    @Option(help: ArgumentHelp("Restore the VM in a snapshot directory instead of booting a kernel "
-                               + "(the snapshot holds the machine config).", valueName: "dir"))
+    var logLevel: String
     var restore: String?
-
-    @Flag(help: "With --restore: restore the VM but leave it paused.")
-    var paused = false
-
-    @Option(help: ArgumentHelp("With --restore: frozen (the guest sees no time pass across the snapshot) or advance "
-                               + "(its clock jumps by the wall time elapsed since the snapshot).", valueName: "policy"))
-    var restoreClock: String = "frozen"
-
-    @Option(help: ArgumentHelp("Wait for one VM migrated here from another skiff (`skiff migrate`) on tcp:ADDR:PORT, "
-                               + "then run it; the config arrives with it (no --kernel; --net tap=NAME picks its TAPs by order).",
-                               valueName: "tcp:addr:port"))
+    var paused: Bool
+    var restoreClock: String
     var incoming: String?
-
-    @Option(help: ArgumentHelp("With --incoming: the migration key file, the same on both hosts.", valueName: "path"))
     var migrationKey: String?
+    var insecureMigration: Bool
+    var seccomp: String
 
-    @Flag(help: "With --incoming: accept plain, unauthenticated TCP instead of a key (for comparisons).")
-    var insecureMigration = false
-
-    @Option(help: ArgumentHelp("System call filters per thread role: on, or off for debugging "
-                               + "(log: load them but only log what they would refuse).", valueName: "on|off"))
-    var seccomp: String = "on"
+    init(_ a: ParsedArguments) throws {
+        kernel = a.string("kernel")
+        initrd = a.string("initrd")
+        cmdline = a.string("cmdline")!
+        cpus = try a.integer("cpus")!
+        memory = a.string("memory")!
+        disks = a.strings("disk")
+        networks = a.strings("net")
+        apiSocket = a.string("api-socket")
+        logLevel = a.string("log-level")!
+        restore = a.string("restore")
+        paused = a.flag("paused")
+        restoreClock = a.string("restore-clock")!
+        incoming = a.string("incoming")
+        migrationKey = a.string("migration-key")
+        insecureMigration = a.flag("insecure-migration")
+        seccomp = a.string("seccomp")!
+    }
 
     func run() throws {
         guard let seccompMode = SeccompMode(rawValue: seccomp) else {

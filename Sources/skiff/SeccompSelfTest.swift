@@ -1,5 +1,5 @@
-import ArgumentParser
 import Seccomp
+import SkiffCLI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,13 +10,14 @@ import Glibc
 /// process with "skiff: seccomp: thread ROLE made forbidden system call listen (50)"
 /// and status 159. A guest cannot make the VMM issue a system call of its choosing,
 /// so this is how a test sees the filter bite.
-struct SeccompSelfTest: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "seccomp-self-test", abstract: "Check that a seccomp role's filter kills a forbidden call.",
-        shouldDisplay: false)
+struct SeccompSelfTest {
+    static let command = Command(
+        name: "seccomp-self-test", abstract: "Check that a seccomp role's filter kills a forbidden call.",
+        options: [.option("role", default: "vcpu", help: "The role whose filter to load: vcpu, events, api, main.")],
+        isHidden: true,
+        run: { try SeccompSelfTest(role: $0.string("role")!).run() })
 
-    @Option(help: "The role whose filter to load: vcpu, events, api, main.")
-    var role: String = "vcpu"
+    var role: String
 
     func run() throws {
         guard let role = SeccompRole(rawValue: role) else { throw ValidationError("unknown role '\(role)'") }

@@ -1,18 +1,25 @@
+import Foundation
 import Posix
-import ArgumentParser
+import SkiffCLI
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The `skiff` executable: argument parsing and wiring only.
-struct Skiff: ParsableCommand {
+enum Skiff {
     /// Reported by `--version` and `vmm.ping`.
     static let version = "0.3.0"
-    static let configuration = CommandConfiguration(
-        commandName: "skiff",
+    static let command = Command(
+        name: "skiff",
         abstract: "A small KVM virtual machine monitor.",
-        version: version,
-        subcommands: [RunCommand.self, ImageCommand.self, MigrationKeyCommand.self, SeccompSelfTest.self] + apiClientCommands)
+        subcommands: [RunCommand.command, ImageCommand.command, MigrationKeyCommand.command, SeccompSelfTest.command]
+            + apiClientCommands)
+
+    /// The one line an error ends as: its own description, as it always was.
+    static func message(for error: Error) -> String {
+        if let localized = error as? LocalizedError, let description = localized.errorDescription { return description }
+        return String(describing: error)
+    }
 }
 
 func printError(_ message: String) {
@@ -21,17 +28,26 @@ func printError(_ message: String) {
     StandardError.write(line)
 }
 
-// Errors end as one line on stderr and a non-zero status, never a trap.
+// Errors end as one line on stderr and a non-zero status, never a trap:
+// 2 for a bad command line, 1 for a failure, the command's own for ExitCode.
 do {
-    var command = try Skiff.parseAsRoot()
-    try command.run()
+    switch try CommandLineParser(root: Skiff.command, version: Skiff.version).parse(Array(CommandLine.arguments.dropFirst())) {
+    case .help(let text):
+        print(text)
+    case .version(let version):
+        print(version)
+    case .run(let command, let arguments):
+        try command.run!(arguments)
+    }
 } catch let exit as ExitCode {
     Glibc.exit(exit.rawValue)
+} catch let usage as UsageError {
+    printError("skiff: error: \(usage)")
+    Glibc.exit(2)
+} catch let invalid as ValidationError {
+    printError("skiff: error: \(invalid)")
+    Glibc.exit(2)
 } catch {
-    let code = Skiff.exitCode(for: error)
-    if code == .success {
-        Skiff.exit(withError: error)  // --help and --version print and exit 0
-    }
     printError("skiff: error: \(Skiff.message(for: error))")
-    Glibc.exit(code == .validationFailure ? 2 : 1)
+    Glibc.exit(1)
 }
