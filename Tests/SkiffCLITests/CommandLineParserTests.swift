@@ -25,7 +25,8 @@ struct CommandLineParserTests {
         positionals: [Positional("dir", help: "Where.")], run: { _ in })
     static let hidden = Command(name: "self-test", abstract: "Hidden.", isHidden: true, run: { _ in })
     static let image = Command(name: "image", abstract: "Images.", subcommands: [
-        Command(name: "info", abstract: "Image info.", positionals: [Positional("file", help: "The image.")], run: { _ in }),
+        Command(name: "info", abstract: "Image info.", options: [.flag("force-share", short: "U", help: "Share.")],
+                positionals: [Positional("file", help: "The image.")], run: { _ in }),
     ])
     static let parser = CommandLineParser(
         root: Command(name: "skiff", abstract: "A VMM.", subcommands: [run, snapshot, hidden, image]), version: "9.9.9")
@@ -94,7 +95,7 @@ struct CommandLineParserTests {
     @Test func shortFlagAndPositionalsAnywhere() throws {
         let (name, a) = try parsed(["image", "info", "-U", "disk.qcow2"])
         #expect(name == "info")
-        #expect(a.argument("file") == "disk.qcow2")
+        #expect(a.argument("file") == "disk.qcow2" && a.flag("force-share"))
         let (_, b) = try parsed(["snapshot", "/tmp/snap", "--api-socket", "/tmp/s"])
         #expect(b.argument("dir") == "/tmp/snap" && b.string("api-socket") == "/tmp/s")
     }
