@@ -60,15 +60,21 @@ public struct CommandLineParser: Sendable {
         return .run(command, try Self.parseOptions(Array(rest), of: command, commandPath: commandPath))
     }
 
+    /// "skiff image info". Concatenated by hand: `joined(separator:)` is generic over
+    /// `StringProtocol` elements and costs a first-time conformance lookup (~0.3 M instructions).
     static func name(of path: [Command]) -> String {
-        path.map { $0.name }.joined(separator: " ")
+        var name = ""
+        for command in path { name += name.isEmpty ? command.name : " " + command.name }
+        return name
     }
 
     private static func parseOptions(_ arguments: [String], of command: Command,
                                      commandPath: String) throws -> ParsedArguments {
         func fail(_ message: String) -> UsageError { UsageError(message, commandPath: commandPath) }
-        var values: [String: [String]] = [:]
-        var flags: Set<String> = []
+        // Arrays, not Dictionary/Set: a handful of entries, and instantiating a
+        // `[String: [String]]` costs more at start-up than the whole parse (docs/performance.md).
+        var values: [(name: String, value: String)] = []
+        var flags: [String] = []
         var positionals: [String] = []
         var onlyPositionals = false
         var index = 0
@@ -107,7 +113,7 @@ public struct CommandLineParser: Sendable {
             }
             if option.kind == .flag {
                 if inline != nil { throw fail("--\(option.name) takes no value") }
-                flags.insert(option.name)
+                flags.append(option.name)
                 continue
             }
             let value: String
@@ -120,9 +126,9 @@ public struct CommandLineParser: Sendable {
                 throw fail("missing value for '\(option.synopsis)'")
             }
             if let refusal = option.refusal(of: value) { throw fail(refusal) }
-            values[option.name, default: []].append(value)
+            values.append((option.name, value))
         }
-        for option in command.options where option.isRequired && values[option.name] == nil {
+        for option in command.options where option.isRequired && !values.contains(where: { $0.name == option.name }) {
             throw fail("missing '\(option.synopsis)'")
         }
         if positionals.count < command.positionals.count {
@@ -131,12 +137,8 @@ public struct CommandLineParser: Sendable {
         if positionals.count > command.positionals.count {
             throw fail("unexpected argument '\(positionals[command.positionals.count])'")
         }
-        var byName: [String: String] = [:]
-        for (declared, given) in zip(command.positionals, positionals) { byName[declared.name] = given }
-        var declared: [String: Option] = [:]
-        for option in command.options { declared[option.name] = option }
-        return ParsedArguments(commandPath: commandPath, options: declared, values: values, flags: flags,
-                               positionals: byName)
+        return ParsedArguments(commandPath: commandPath, options: command.options, values: values, flags: flags,
+                               positionals: Array(zip(command.positionals.map { $0.name }, positionals)))
     }
 
     /// The argument after `--name` is its value unless it looks like another

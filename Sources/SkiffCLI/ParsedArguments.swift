@@ -4,21 +4,22 @@
 public struct ParsedArguments: Sendable {
     /// "skiff run": for error hints.
     public let commandPath: String
-    let options: [String: Option]
-    /// Every value given, in order, by option name.
-    let values: [String: [String]]
-    let flags: Set<String>
-    let positionals: [String: String]
+    let options: [Option]
+    /// Every value given, in command-line order.
+    let values: [(name: String, value: String)]
+    let flags: [String]
+    let positionals: [(name: String, value: String)]
 
     /// The last value given for `name`, else its default, else nil.
     public func string(_ name: String) -> String? {
-        values[name]?.last ?? declared(name).defaultValue
+        let option = declared(name)
+        return values.last(where: { $0.name == name })?.value ?? option.defaultValue
     }
 
     /// Every value of a repeatable option, in the order given.
     public func strings(_ name: String) -> [String] {
         _ = declared(name)
-        return values[name] ?? []
+        return values.filter { $0.name == name }.map { $0.value }
     }
 
     public func flag(_ name: String) -> Bool {
@@ -28,7 +29,7 @@ public struct ParsedArguments: Sendable {
 
     /// Whether `name` was on the command line (defaults do not count).
     public func isGiven(_ name: String) -> Bool {
-        values[name] != nil || flags.contains(name)
+        values.contains(where: { $0.name == name }) || flags.contains(name)
     }
 
     /// An `.integer` or `.unsigned` option as `T`; a value outside `T`'s range is a usage error.
@@ -42,13 +43,13 @@ public struct ParsedArguments: Sendable {
 
     /// A positional argument (always present: the parser refuses a command line without it).
     public func argument(_ name: String) -> String {
-        guard let value = positionals[name] else { preconditionFailure("no positional argument <\(name)> declared") }
+        guard let value = positionals.first(where: { $0.name == name })?.value else { preconditionFailure("no positional argument <\(name)> declared") }
         return value
     }
 
     /// Asking for an option the command does not declare is a programming error, caught by the first test that runs it.
     private func declared(_ name: String) -> Option {
-        guard let option = options[name] else { preconditionFailure("option --\(name) is not declared by '\(commandPath)'") }
+        guard let option = options.first(where: { $0.name == name }) else { preconditionFailure("option --\(name) is not declared by '\(commandPath)'") }
         return option
     }
 }
