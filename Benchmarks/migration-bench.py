@@ -31,7 +31,12 @@ QEMU's default downtime limit). QEMU runs with its defaults (no auto-converge);
 a QEMU migration still going after 60 s is cancelled and counted as not
 finished ("[k/N]" after a cell: only k of N runs finished).
 
-    Benchmarks/migration-bench.py [--runs N] [--sizes 256M,1G] [--skiff PATH] [--baseline PATH]
+    Benchmarks/migration-bench.py [--runs N] [--sizes 256M,1G] [--skiff PATH] [--baseline PATH] [--no-qemu]
+
+For idle guests it also prints Skiff's switch-over step by step, from both
+processes' `--log-level info` lines: pause, last pages, state read, state
+encoded, destination ready (of which state decoded and applied), and `running`
+after the commit.
 
 --baseline PATH adds two columns, another skiff binary (an earlier build)
 with a key and plain, in the same alternation: before/after figures from one run.
@@ -132,14 +137,36 @@ def guest_figures(src, dst, source_done):
     return dchunks[0][0] - schunks[-1][0], statistics.median(gaps)
 
 
+SWITCH_OVER = re.compile(r"migration switch-over: paused in ([\d.]+) ms, last \d+ page\(s\).*? sent in ([\d.]+) ms, "
+                         r"state read in ([\d.]+) ms and encoded \(\d+ bytes\) in ([\d.]+) ms, "
+                         r"destination ready after ([\d.]+) ms, running after ([\d.]+) ms")
+STATE_APPLIED = re.compile(r"migration state decoded in ([\d.]+) ms, (?:machine with its disks built in [\d.]+ ms, )?"
+                           r"applied in ([\d.]+) ms")
+# The switch-over's steps (ms), from the source's and the destination's `--log-level info` lines.
+STEPS = ["pause", "last pages", "state read", "state encoded", "destination ready", "  state decoded",
+         "  state applied", "running after commit"]
+
+
+def breakdown(src_err, dst_err):
+    """The switch-over's steps in seconds (None where a log line is missing)."""
+    src = SWITCH_OVER.search(open(src_err, errors="replace").read())
+    dst = STATE_APPLIED.search(open(dst_err, errors="replace").read())
+    if not src or not dst:
+        return None
+    s = [float(x) / 1000 for x in src.groups()]
+    d = [float(x) / 1000 for x in dst.groups()]
+    return s[:5] + d + s[5:]
+
+
 def skiff_round(skiff, elf, memory, extra, key, work):
     sock, err = os.path.join(work, "src.sock"), os.path.join(work, "dst.err")
+    src_err = os.path.join(work, "src.err")
     security = ["--migration-key", key] if key else ["--insecure-migration"]
     port = free_port()
     dst = start([skiff, "run", "--incoming", f"tcp:127.0.0.1:{port}", "--log-level", "info"] + security,
                 stderr=open(err, "w"))
     src = start([skiff, "run", "--kernel", elf, "--memory", memory, "--cmdline", f"count.every={EVERY} {extra}",
-                 "--api-socket", sock])
+                 "--api-socket", sock, "--log-level", "info"], stderr=open(src_err, "w"))
     try:
         s, d = Lines(src), Lines(dst)
         s.wait_for(20, 60)
@@ -153,7 +180,8 @@ def skiff_round(skiff, elf, memory, extra, key, work):
         if src.wait(30) != 0:
             raise RuntimeError("the source did not exit 0")
         stall, period = guest_figures(s, d, True)
-        return float(m.group(1)) / 1000, float(m.group(2)) / 1000, stall, period, int(m.group(3))
+        return (float(m.group(1)) / 1000, float(m.group(2)) / 1000, stall, period, int(m.group(3)),
+                breakdown(src_err, err))
     finally:
         stop(src)
         stop(dst)
@@ -194,7 +222,7 @@ def qemu_round(elf, memory, extra, downtime_ms, work):
             raise RuntimeError(f"QEMU migrate: {info}")
         qmp.close()
         stall, period = guest_figures(s, d, False)
-        return info["total-time"] / 1000, info["downtime"] / 1000, stall, period, info["ram"]["transferred"]
+        return info["total-time"] / 1000, info["downtime"] / 1000, stall, period, info["ram"]["transferred"], None
     finally:
         stop(src)
         stop(dst)
@@ -215,6 +243,7 @@ def main():
     ap.add_argument("--dirty", default="256M:count.dirty=32", help="RAM:options of the dirtying guest ('' for none)")
     ap.add_argument("--skiff", default=os.path.join(REPO, ".build", "release", "skiff"))
     ap.add_argument("--baseline", help="another skiff binary to compare, in the same run")
+    ap.add_argument("--no-qemu", action="store_true", help="Skiff only (quicker; no ratios)")
     args = ap.parse_args()
     if not os.path.exists(args.skiff):
         sys.exit(f"migration-bench: {args.skiff} is missing; run `swift build -c release --product skiff` first")
@@ -232,6 +261,8 @@ def main():
             ("skiff plain", lambda m, x, w: skiff_round(args.skiff, elf, m, x, None, w)),
             ("QEMU", lambda m, x, w: qemu_round(elf, m, x, None, w)),
             ("QEMU 10ms", lambda m, x, w: qemu_round(elf, m, x, 10, w))]
+    if args.no_qemu:
+        del vmms[2:]
     if args.baseline:
         vmms[2:2] = [("baseline key", lambda m, x, w: skiff_round(args.baseline, elf, m, x, key, w)),
                      ("baseline plain", lambda m, x, w: skiff_round(args.baseline, elf, m, x, None, w))]
@@ -255,10 +286,17 @@ def main():
                 col = {n: ([r[4] / 1048576 / r[0] for r in rs if r] if i is None else [r[i] for r in rs if r])
                        for n, rs in results.items()}
                 med = {n: statistics.median(v) if v else None for n, v in col.items()}
-                ratio = lambda n: f"{med[n] / med['QEMU']:.2f}" if med[n] is not None and med["QEMU"] else "-"
+                ratio = lambda n: f"{med[n] / med['QEMU']:.2f}" if med[n] is not None and med.get("QEMU") else "-"
                 print(f"{memory + ' ' + label:<20}{row:<22}"
                       + "".join(f"{cell(col[n], scale, fmt, args.runs):>26}" for n, _ in vmms)
                       + f"{ratio('skiff key'):>10}{ratio('skiff plain'):>11}", flush=True)
+            if label != "idle":
+                continue
+            for k, step in enumerate(STEPS):  # Skiff's switch-over, step by step (idle guests)
+                col = {n: [r[5][k] for r in rs if r and r[5]] for n, rs in results.items()}
+                print(f"{memory + ' ' + label:<20}{step + ' (ms)':<22}"
+                      + "".join(f"{(cell(col[n], 1000.0, '{:.2f}', args.runs) if col[n] else '-'):>26}"
+                                for n, _ in vmms), flush=True)
     finally:
         shutil.rmtree(keydir, ignore_errors=True)
 

@@ -5,7 +5,11 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -103,4 +107,38 @@ void cseccomp_install_trap_handler(void) {
     action.sa_flags = SA_SIGINFO;
     sigemptyset(&action.sa_mask);
     sigaction(SIGSYS, &action, NULL);
+}
+
+int cseccomp_export(scmp_filter_ctx ctx, void **program, size_t *length) {
+    int fd = memfd_create("skiff-seccomp-bpf", MFD_CLOEXEC);
+    if (fd < 0) return -errno;
+    int rc = seccomp_export_bpf(ctx, fd);
+    if (rc < 0) { close(fd); return rc; }
+    off_t size = lseek(fd, 0, SEEK_END);
+    if (size <= 0 || size % sizeof(struct sock_filter) != 0 || size > BPF_MAXINSNS * (off_t)sizeof(struct sock_filter)) {
+        close(fd);
+        return size < 0 ? -errno : -EINVAL;
+    }
+    void *buffer = malloc((size_t)size);
+    if (!buffer) { close(fd); return -ENOMEM; }
+    ssize_t got = pread(fd, buffer, (size_t)size, 0);
+    int saved = errno;
+    close(fd);
+    if (got != size) { free(buffer); return got < 0 ? -saved : -EIO; }
+    *program = buffer;
+    *length = (size_t)size;
+    return 0;
+}
+
+int cseccomp_load_program(const void *program, size_t length, int tsync) {
+    if (length == 0 || length % sizeof(struct sock_filter) != 0) return -EINVAL;
+    struct sock_fprog prog = {
+        .len = (unsigned short)(length / sizeof(struct sock_filter)),
+        .filter = (struct sock_filter *)program,
+    };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -errno;
+    long rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, tsync ? SECCOMP_FILTER_FLAG_TSYNC : 0, &prog);
+    if (rc < 0) return -errno;
+    if (rc > 0) return -ESRCH;  // TSYNC: the id of a thread that could not be synchronised
+    return 0;
 }

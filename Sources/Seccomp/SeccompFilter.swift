@@ -25,10 +25,32 @@ public enum SeccompFilter {
         cseccomp_set_before_exit(hook)
     }
 
-    /// Loads `role`'s filter. `.off` does nothing.
+    /// Loads `role`'s filter. `.off` does nothing. A program `prepare` compiled
+    /// is loaded as it is; otherwise the filter is built here.
     public static func install(_ role: SeccompRole, mode: SeccompMode) throws {
         guard mode != .off else { return }
-        try install(role, allowList: SeccompAllowList.forRole(role), mode: mode)
+        guard let program = SeccompPrograms.program(role, mode: mode) else {
+            try install(role, allowList: SeccompAllowList.forRole(role), mode: mode)
+            return
+        }
+        cseccomp_install_trap_handler()
+        // All threads for `.process`, as below.
+        try SeccompPrograms.load(program, role: role, tsync: role == .process)
+        cseccomp_set_thread_role(roleName(role))
+    }
+
+    /// Compiles `roles`' filters now (and readies the SIGSYS handler), so that
+    /// a later `install(_:mode:)` of one of them only loads it: the work moves
+    /// out of the moment a VM starts (a migration's switch-over). Call before
+    /// any filter is loaded (it uses a memfd). `.off` does nothing.
+    public static func prepare(_ roles: [SeccompRole], mode: SeccompMode) throws {
+        guard mode != .off else { return }
+        cseccomp_install_trap_handler()
+        for role in roles where SeccompPrograms.program(role, mode: mode) == nil {
+            let ctx = try build(role, allowList: SeccompAllowList.forRole(role), mode: mode)
+            defer { seccomp_release(ctx) }
+            SeccompPrograms.store(try SeccompPrograms.export(ctx, role: role), role: role, mode: mode)
+        }
     }
 
     /// Loads `allowList` as `role`'s filter.
@@ -43,6 +65,11 @@ public enum SeccompFilter {
         }
         try check(seccomp_load(ctx), "seccomp: loading the \(role) filter")
         cseccomp_set_thread_role(roleName(role))
+    }
+
+    /// How many BPF instructions `prepare` compiled for `role` (nil: not prepared).
+    public static func preparedInstructions(_ role: SeccompRole, mode: SeccompMode) -> Int? {
+        SeccompPrograms.program(role, mode: mode).map { $0.count / 8 }  // struct sock_filter: 8 bytes
     }
 
     /// Builds `role`'s filter without loading it: throws what `install` would

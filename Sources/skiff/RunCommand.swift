@@ -106,6 +106,9 @@ struct RunCommand {
             handler.logLevel = level
             return handler
         }
+        // Compiled now, loaded later in one call each: for a migrated-in VM that
+        // is between the source's commit and the guest running (docs/migration-performance.md).
+        try SeccompFilter.prepare([.process, .vcpu, .events, apiSocket == nil ? .main : .api], mode: seccompMode)
         var onStarted: (() -> Void)?
         var incomingVM: Machine.IncomingVM?
         if let incoming {
@@ -113,7 +116,7 @@ struct RunCommand {
             let received = try IncomingRun(address: incoming, keyPath: migrationKey, insecure: insecureMigration,
                                            conflicting: conflictingWithIncoming, networks: networks, disks: disks).receive()
             incomingVM = received.vm
-            onStarted = { Machine.confirmRunning(received.vm.machine, over: received.stream) }
+            onStarted = { Machine.confirmRunning(received.vm, over: received.stream) }
         } else if migrationKey != nil || insecureMigration {
             throw ValidationError("--migration-key and --insecure-migration go with --incoming (or `skiff migrate`)")
         }
@@ -151,7 +154,7 @@ struct RunCommand {
                 machine = received.vm.machine
                 startPaused = received.vm.startPaused
                 onStarted = {
-                    Machine.confirmRunning(received.vm.machine, over: received.stream)
+                    Machine.confirmRunning(received.vm, over: received.stream)
                     slot.didStart()
                 }
             }

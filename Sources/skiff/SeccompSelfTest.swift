@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// `skiff seccomp-self-test --role ROLE`: a hidden command for the test suite. It
-/// loads ROLE's filter on this thread, proves an allowed call still works, then
+/// compiles ROLE's filter and loads it on this thread, proves an allowed call still works, then
 /// makes a call no filter allows (listen(2): the API socket listens before any filter), which must end the
 /// process with "skiff: seccomp: thread ROLE made forbidden system call listen (50)"
 /// and status 159. A guest cannot make the VMM issue a system call of its choosing,
@@ -21,6 +21,8 @@ struct SeccompSelfTest {
 
     func run() throws {
         guard let role = SeccompRole(rawValue: role) else { throw ValidationError("unknown role '\(role)'") }
+        // Compiled first, as `skiff run` does, so the program it loads is the one tested.
+        try SeccompFilter.prepare([role], mode: .on)
         let start = ContinuousClock.now
         try SeccompFilter.install(role, mode: .on)
         let elapsed = ContinuousClock.now - start

@@ -48,6 +48,21 @@ final class SeccompAllowListTests: XCTestCase {
         XCTAssertEqual(list.ioctlsOnDescriptor.count, 1)  // TCSETS on stdin (terminal restore)
     }
 
+    func testPreparedProgramsAreCompiledOnce() throws {
+        try SeccompFilter.prepare([.vcpu, .events], mode: .log)
+        for role in [SeccompRole.vcpu, .events] {
+            let count = try XCTUnwrap(SeccompFilter.preparedInstructions(role, mode: .log), "\(role)")
+            XCTAssertTrue((8...4096).contains(count), "\(role): \(count) instructions")  // BPF_MAXINSNS is 4096
+        }
+        XCTAssertNil(SeccompFilter.preparedInstructions(.vcpu, mode: .on), "another mode is another program")
+        XCTAssertNil(SeccompFilter.preparedInstructions(.api, mode: .log), "only the roles asked for")
+        let first = SeccompFilter.preparedInstructions(.vcpu, mode: .log)
+        try SeccompFilter.prepare([.vcpu], mode: .log)
+        XCTAssertEqual(SeccompFilter.preparedInstructions(.vcpu, mode: .log), first)
+        try SeccompFilter.prepare([.vcpu], mode: .off)
+        XCTAssertNil(SeccompFilter.preparedInstructions(.vcpu, mode: .off))
+    }
+
     func testUnknownNameIsRefused() {
         let list = SeccompAllowList(systemCalls: ["no_such_call"])
         XCTAssertThrowsError(try SeccompFilter.install(.vcpu, allowList: list, mode: .on))

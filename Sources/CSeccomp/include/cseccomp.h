@@ -7,6 +7,7 @@
 #define CSECCOMP_H
 
 #include <seccomp.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /// Allows system call `nr` unconditionally. Returns 0 or -errno.
@@ -28,6 +29,15 @@ void cseccomp_set_thread_role(const char *role);
 /// Called by the handler before it exits (e.g. to put the terminal back);
 /// must be async-signal-safe.
 void cseccomp_set_before_exit(void (*hook)(void));
+
+/// Compiles `ctx` to its BPF program (what seccomp_load would load) into a malloc'd
+/// buffer the caller frees: through a memfd, as libseccomp 2.5 exports only to a
+/// descriptor. Returns 0 or -errno.
+int cseccomp_export(scmp_filter_ctx ctx, void **program, size_t *length);
+/// Loads a program from `cseccomp_export` on the calling thread (all threads with
+/// `tsync`), after PR_SET_NO_NEW_PRIVS, as seccomp_load does. Returns 0 or -errno
+/// (-ESRCH when a thread could not be synchronised).
+int cseccomp_load_program(const void *program, size_t length, int tsync);
 
 /// The exit status the handler ends the process with: 128 + SIGSYS, what a shell
 /// reports for a process killed by SIGSYS (SECCOMP_RET_KILL_PROCESS).

@@ -15,6 +15,8 @@ extension Machine {
         public let machine: Machine
         public let startPaused: Bool
         public let iterations: Int
+        /// When `commit` was read, to log how long `running` took after it.
+        public let committedAt: ContinuousClock.Instant
     }
 
     /// The destination side of a migration: checks the source's version and
@@ -178,7 +180,8 @@ extension Machine {
                 let commit = try next(stream, expecting: [.commit])
                 let flag = try MigrationFrame.readPayload(commit, from: stream)
                 guard flag.count == 1, flag[0] <= 1 else { throw MigrationError(.malformed, "commit with a bad run flag") }
-                return IncomingVM(machine: machine, startPaused: flag[0] == 0, iterations: iterations)
+                return IncomingVM(machine: machine, startPaused: flag[0] == 0, iterations: iterations,
+                                  committedAt: ContinuousClock.now)
             }
         }
     }
@@ -239,10 +242,12 @@ extension Machine {
 
     /// Tells the source the VM runs here (call once the vCPUs run). If that
     /// cannot be said, the source will resume its copy: this one must stop.
-    public static func confirmRunning(_ machine: Machine, over stream: ByteStream) {
+    public static func confirmRunning(_ vm: IncomingVM, over stream: ByteStream) {
+        let machine = vm.machine
         do {
             try MigrationFrame.write(.running, to: stream)
             try stream.flush()
+            machine.log.info("migration: running sent \(milliseconds(ContinuousClock.now - vm.committedAt)) after the commit")
             machine.announceNetworkCards()
         } catch {
             machine.stop(.failed("could not confirm the migration to the source (\(error)); the source keeps the VM"))

@@ -48,37 +48,38 @@ func mismatch(_ type: Any.Type, _ node: BinaryNode, _ path: [CodingKey]) -> Deco
     .typeMismatch(type, .init(codingPath: path, debugDescription: "expected \(type), found \(node.kindName)"))
 }
 
-/// The scalar readers shared by the three containers.
+/// The scalar readers shared by the three containers. The coding path is
+/// built only for an error: one array per field was a large share of a decode.
 enum BinaryScalar {
-    static func integer<T: FixedWidthInteger>(_ node: BinaryNode, _ path: [CodingKey]) throws -> T {
+    static func integer<T: FixedWidthInteger>(_ node: BinaryNode, _ path: @autoclosure () -> [CodingKey]) throws -> T {
         let value: T?
         switch node {
         case .int(let v): value = T(exactly: v)
         case .uint(let v): value = T(exactly: v)
-        default: throw mismatch(T.self, node, path)
+        default: throw mismatch(T.self, node, path())
         }
         guard let value else {
-            throw DecodingError.dataCorrupted(.init(codingPath: path, debugDescription: "number out of range for \(T.self)"))
+            throw DecodingError.dataCorrupted(.init(codingPath: path(), debugDescription: "number out of range for \(T.self)"))
         }
         return value
     }
 
-    static func bool(_ node: BinaryNode, _ path: [CodingKey]) throws -> Bool {
-        guard case .bool(let b) = node else { throw mismatch(Bool.self, node, path) }
+    static func bool(_ node: BinaryNode, _ path: @autoclosure () -> [CodingKey]) throws -> Bool {
+        guard case .bool(let b) = node else { throw mismatch(Bool.self, node, path()) }
         return b
     }
 
-    static func string(_ node: BinaryNode, _ path: [CodingKey]) throws -> String {
-        guard case .string(let s) = node else { throw mismatch(String.self, node, path) }
+    static func string(_ node: BinaryNode, _ path: @autoclosure () -> [CodingKey]) throws -> String {
+        guard case .string(let s) = node else { throw mismatch(String.self, node, path()) }
         return s
     }
 
-    static func double(_ node: BinaryNode, _ path: [CodingKey]) throws -> Double {
+    static func double(_ node: BinaryNode, _ path: @autoclosure () -> [CodingKey]) throws -> Double {
         switch node {
         case .double(let d): return d
         case .int(let v): return Double(v)
         case .uint(let v): return Double(v)
-        default: throw mismatch(Double.self, node, path)
+        default: throw mismatch(Double.self, node, path())
         }
     }
 }
@@ -141,25 +142,27 @@ struct UnkeyedBinaryDecoder: UnkeyedDecodingContainer {
         self.codingPath = codingPath
     }
 
-    private mutating func next() throws -> (BinaryNode, [CodingKey]) {
-        let path = codingPath + [IndexKey(currentIndex)]
+    /// The next element and its index (its coding path is `path(index)`, built when needed).
+    private mutating func next() throws -> (BinaryNode, Int) {
         guard !isAtEnd else {
-            throw DecodingError.valueNotFound(Any.self, .init(codingPath: path, debugDescription: "the array has only \(items.count) elements"))
+            throw DecodingError.valueNotFound(Any.self, .init(codingPath: path(currentIndex),
+                                                              debugDescription: "the array has only \(items.count) elements"))
         }
         defer { currentIndex += 1 }
-        return (items[currentIndex], path)
+        return (items[currentIndex], currentIndex)
     }
-    private mutating func int<T: FixedWidthInteger>() throws -> T { let (n, p) = try next(); return try BinaryScalar.integer(n, p) }
+    private func path(_ index: Int) -> [CodingKey] { codingPath + [IndexKey(index)] }
+    private mutating func int<T: FixedWidthInteger>() throws -> T { let (n, i) = try next(); return try BinaryScalar.integer(n, path(i)) }
 
     mutating func decodeNil() throws -> Bool {
         guard !isAtEnd, items[currentIndex] == .null else { return false }
         currentIndex += 1
         return true
     }
-    mutating func decode(_ t: Bool.Type) throws -> Bool { let (n, p) = try next(); return try BinaryScalar.bool(n, p) }
-    mutating func decode(_ t: String.Type) throws -> String { let (n, p) = try next(); return try BinaryScalar.string(n, p) }
-    mutating func decode(_ t: Double.Type) throws -> Double { let (n, p) = try next(); return try BinaryScalar.double(n, p) }
-    mutating func decode(_ t: Float.Type) throws -> Float { let (n, p) = try next(); return Float(try BinaryScalar.double(n, p)) }
+    mutating func decode(_ t: Bool.Type) throws -> Bool { let (n, i) = try next(); return try BinaryScalar.bool(n, path(i)) }
+    mutating func decode(_ t: String.Type) throws -> String { let (n, i) = try next(); return try BinaryScalar.string(n, path(i)) }
+    mutating func decode(_ t: Double.Type) throws -> Double { let (n, i) = try next(); return try BinaryScalar.double(n, path(i)) }
+    mutating func decode(_ t: Float.Type) throws -> Float { let (n, i) = try next(); return Float(try BinaryScalar.double(n, path(i))) }
     mutating func decode(_ t: Int.Type) throws -> Int { try int() }
     mutating func decode(_ t: Int8.Type) throws -> Int8 { try int() }
     mutating func decode(_ t: Int16.Type) throws -> Int16 { try int() }
@@ -171,21 +174,21 @@ struct UnkeyedBinaryDecoder: UnkeyedDecodingContainer {
     mutating func decode(_ t: UInt32.Type) throws -> UInt32 { try int() }
     mutating func decode(_ t: UInt64.Type) throws -> UInt64 { try int() }
     mutating func decode<T: Decodable>(_ t: T.Type) throws -> T {
-        let (n, p) = try next()
-        return try BinaryDecoderImpl.value(t, from: n, codingPath: p)
+        let (n, i) = try next()
+        return try BinaryDecoderImpl.value(t, from: n, codingPath: path(i))
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> {
-        let (n, p) = try next()
-        return try BinaryDecoderImpl(node: n, codingPath: p).container(keyedBy: type)
+        let (n, i) = try next()
+        return try BinaryDecoderImpl(node: n, codingPath: path(i)).container(keyedBy: type)
     }
     mutating func nestedUnkeyedContainer() throws -> UnkeyedDecodingContainer {
-        let (n, p) = try next()
-        return try BinaryDecoderImpl(node: n, codingPath: p).unkeyedContainer()
+        let (n, i) = try next()
+        return try BinaryDecoderImpl(node: n, codingPath: path(i)).unkeyedContainer()
     }
     mutating func superDecoder() throws -> Decoder {
-        let (n, p) = try next()
-        return BinaryDecoderImpl(node: n, codingPath: p)
+        let (n, i) = try next()
+        return BinaryDecoderImpl(node: n, codingPath: path(i))
     }
 }
 

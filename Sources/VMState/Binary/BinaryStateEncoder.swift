@@ -32,7 +32,9 @@ final class EncodingBox {
 
     /// `value` as a box: `[UInt8]` as one blob, anything else through its `encode(to:)`.
     static func encoding<T: Encodable>(_ value: T, codingPath: [CodingKey]) throws -> EncodingBox {
-        if let bytes = value as? [UInt8] { return EncodingBox(.bytes(bytes)) }
+        // A type comparison, not `as?`: a dynamic cast on every nested value was a
+        // large share of encoding the machine state.
+        if T.self == [UInt8].self, let bytes = value as? [UInt8] { return EncodingBox(.bytes(bytes)) }
         let box = EncodingBox()
         try value.encode(to: BinaryEncoderImpl(box: box, codingPath: codingPath))
         return box
