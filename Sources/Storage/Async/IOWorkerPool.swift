@@ -14,7 +14,7 @@ import Glibc
 /// single-threaded). The eventfd is written only when the result queue was empty,
 /// so one wake-up of the owner reaps every transfer finished meanwhile.
 ///
-/// Sound because: `jobs`, `results`, `waiters` and `stopping` are touched only
+/// Sound because: `jobs`, `results`, `waiters`, `idle` and `stopping` are touched only
 /// with `mutex` held; the job's iovec array belongs to the job until its result is
 /// queued (the engine does not read or free it before).
 final class IOWorkerPool: @unchecked Sendable {
@@ -42,6 +42,9 @@ final class IOWorkerPool: @unchecked Sendable {
     private var jobHead = 0
     private var results: [Result] = []
     private var waiters = 0
+    /// Workers waiting for a job: a busy worker looks at the queue before it
+    /// waits, so a job queued while none is idle needs no wake-up (no futex call).
+    private var idle = 0
     private var stopping = false
     private var threads: [pthread_t] = []
 
@@ -118,7 +121,9 @@ final class IOWorkerPool: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         if jobHead > 0 && jobHead == jobs.count { jobs.removeAll(keepingCapacity: true); jobHead = 0 }
         jobs.append(contentsOf: newJobs)
-        if newJobs.count == 1 { pthread_cond_signal(jobReady) } else { pthread_cond_broadcast(jobReady) }
+        if idle > 0 {
+            if newJobs.count == 1 { pthread_cond_signal(jobReady) } else { pthread_cond_broadcast(jobReady) }
+        }
         pthread_mutex_unlock(mutex)
     }
 
@@ -142,7 +147,11 @@ final class IOWorkerPool: @unchecked Sendable {
     private func workerLoop() {
         pthread_mutex_lock(mutex)
         while true {
-            while jobHead == jobs.count && !stopping { pthread_cond_wait(jobReady, mutex) }
+            while jobHead == jobs.count && !stopping {
+                idle += 1
+                pthread_cond_wait(jobReady, mutex)
+                idle -= 1
+            }
             if jobHead == jobs.count { break }  // stopping, nothing left
             let job = jobs[jobHead]
             jobHead += 1
