@@ -30,6 +30,7 @@ public struct SeccompAllowList: Sendable {
         case .main: return main
         case .vcpu: return vcpu
         case .events: return events
+        case .diskIO: return diskIO
         case .api: return api
         case .migration: return migration
         }
@@ -73,18 +74,22 @@ public struct SeccompAllowList: Sendable {
         ioctlsOnDescriptor: terminalRestore)
 
     /// Device event loop: epoll, eventfds, virtqueues in guest RAM, disk I/O
-    /// (libaio and the synchronous path: qcow2 metadata, flush, discard), TAP, stdin.
+    /// (the synchronous path: qcow2 metadata, flush, discard; data transfers are
+    /// queued to the disk I/O threads), TAP, stdin.
     static let events = SeccompAllowList(
         systemCalls: runtime + [
             "epoll_wait", "epoll_pwait", "epoll_ctl",
             "read", "readv", "pread64", "preadv", "preadv2",
             "pwrite64", "pwritev", "pwritev2",
-            "io_submit", "io_getevents",
             "fsync", "fdatasync", "fallocate", "ftruncate", "lseek", "fcntl",
         ],
         refused: refusedOpen,
         ioctls: requests([CKVM_TUNSETOFFLOAD]) + [UInt32(TCGETS)],  // a virtio-net reset puts the offloads back
         ioctlsOnDescriptor: terminalRestore)
+
+    /// A disk's I/O thread: only the data transfers (the runtime's list covers its
+    /// locks, the eventfd write and the thread's exit).
+    static let diskIO = SeccompAllowList(systemCalls: runtime + ["preadv", "pwritev"], refused: refusedOpen)
 
     /// The API server's NIO thread and the control work it hands to libdispatch
     /// (whose worker threads it creates, so they inherit this filter): HTTP on
@@ -110,9 +115,9 @@ public struct SeccompAllowList: Sendable {
             // vm.send-migration: its connection (name lookups included), handshake, stream
             "socket", "connect", "sendto", "sendmsg", "recvfrom", "recvmsg", "poll", "ppoll", "getrandom",
             // ... and a disk sent without shared storage: its requests in flight are completed
-            // (libaio) before the clusters they marked are read; reading through the qcow2
-            // layer may write back its metadata, which punches clusters freed since
-            "io_getevents", "io_submit", "fallocate",
+            // (by its I/O threads) before the clusters they marked are read; reading through
+            // the qcow2 layer may write back its metadata, which punches clusters freed since
+            "fallocate",
         ],
         ioctls: requests([
             CKVM_GET_DIRTY_LOG, CKVM_CLEAR_DIRTY_LOG, CKVM_SET_USER_MEMORY_REGION, CKVM_ENABLE_CAP, CKVM_GET_SUPPORTED_CPUID,
@@ -132,7 +137,7 @@ public struct SeccompAllowList: Sendable {
     static let main = SeccompAllowList(
         systemCalls: runtime + [
             "poll", "ppoll", "read", "close", "tgkill", "epoll_ctl", "rt_sigaction",
-            "io_getevents", "io_destroy", "io_submit", "pwrite64", "pwritev", "pread64", "preadv",
+            "pwrite64", "pwritev", "pread64", "preadv",
             "fsync", "fdatasync", "ftruncate", "fallocate", "lseek", "flock", "fcntl",
             "unlink",  // nothing now; the API socket's removal if main is ever narrowed with the API on
             "shutdown",  // a migrated-in VM's stream to its source, closed at teardown
@@ -151,12 +156,12 @@ public struct SeccompAllowList: Sendable {
     /// keeps out what skiff never does then: exec, ptrace, listening sockets (bind, listen),
     /// mounting, module loading, changing credentials, and the like.
     static let process = SeccompAllowList(
-        systemCalls: Array(Set(runtime + vcpu.systemCalls + events.systemCalls + api.systemCalls + main.systemCalls + [
+        systemCalls: Array(Set(runtime + vcpu.systemCalls + events.systemCalls + diskIO.systemCalls + api.systemCalls + main.systemCalls + [
             "ioctl",  // every KVM, TUN and terminal request a VM build makes; the roles narrow it
             "clone", "clone3", "set_robust_list", "rseq", "prctl", "sched_getaffinity",  // new threads
             "seccomp",  // each new thread loads its role's filter on top of this one
             "rt_sigaction", "signalfd4", "eventfd2", "epoll_create1", "timerfd_create", "memfd_create",
             "open", "openat", "close", "dup", "dup3", "pipe2", "flock", "getrandom",
-            "io_setup", "io_destroy", "uname", "sysinfo", "prlimit64", "fchmod",
+            "uname", "sysinfo", "prlimit64", "fchmod",
         ])).sorted())
 }

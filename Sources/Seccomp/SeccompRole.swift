@@ -11,8 +11,11 @@ public enum SeccompRole: String, CaseIterable, Sendable {
     case main
     /// A vCPU thread: KVM_RUN and the device emulation its exits reach.
     case vcpu
-    /// The device event loop: virtqueues, disk I/O (libaio or synchronous), TAP, stdin.
+    /// The device event loop: virtqueues, disk requests (queued to the disk I/O threads, or synchronous), TAP, stdin.
     case events
+    /// A disk's I/O thread (`skiff-disk-io`): `preadv`/`pwritev` between the
+    /// image file and guest RAM, then a write to the disk's completion eventfd.
+    case diskIO
     /// The API server's event-loop thread (and the control work it starts):
     /// HTTP on the accepted unix socket; pause, resume, snapshot writing.
     case api

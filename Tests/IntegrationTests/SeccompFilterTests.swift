@@ -8,7 +8,7 @@ import Testing
 struct SeccompFilterTests {
     /// A guest cannot make the VMM issue a system call of its choosing, so the
     /// hidden `seccomp-self-test` command loads a role's filter and calls listen(2).
-    @Test(arguments: ["vcpu", "events", "api", "main"])
+    @Test(arguments: ["vcpu", "events", "diskIO", "api", "main"])
     func forbiddenCallEndsTheProcessNamingIt(role: String) throws {
         let run = try SkiffProcess.run(["seccomp-self-test", "--role", role], timeout: 30)
         #expect(run.stdout.contains("seccomp-self-test: \(role) filter loaded"), "stdout: \(run.stdout)")
@@ -35,13 +35,15 @@ struct SeccompFilterTests {
         let dir = try Shell.temporaryDirectory("seccomp-on")
         defer { try? FileManager.default.removeItem(at: dir) }
         let socket = dir.appendingPathComponent("vm.sock").path
+        let disk = dir.appendingPathComponent("disk.raw").path
+        try Shell.run("truncate -s 1M \(disk)")
         let vm = try BackgroundVM(["run", "--kernel", try Firmware.path("count"), "--memory", "64M", "--cpus", "2",
-                                   "--cmdline", "count.every=2000000", "--api-socket", socket])
+                                   "--cmdline", "count.every=2000000", "--api-socket", socket, "--disk", "path=\(disk)"])
         #expect(vm.waitForCounts(2, timeout: 60), "stderr: \(vm.errors.text)")
         let threads = Self.threadFilters(vm.process.processIdentifier)
         kill(vm.process.processIdentifier, SIGTERM)
         #expect(vm.waitForExit(timeout: 60) == 128 + SIGTERM, "stderr: \(vm.errors.text)")
-        #expect(threads.count >= 5, "\(threads)")  // main, NIO, events, 2 vCPUs
+        #expect(threads.count >= 9, "\(threads)")  // main, NIO, events, 2 vCPUs, 4 disk I/O
         for t in threads {
             #expect(t.mode == 2, "thread \(t.name) is not filtered: \(threads)")  // SECCOMP_MODE_FILTER
         }
@@ -50,7 +52,8 @@ struct SeccompFilterTests {
         #expect(named("skiff-vcpu").count == 2)
         #expect(named("skiff-events").count == 1)
         #expect(named("NIO-ELT").count == 1)
-        for t in named("skiff-vcpu") + named("skiff-events") + named("NIO-ELT") {
+        #expect(named("skiff-disk-io").count == 4, "\(threads)")  // the disk's I/O threads, started before the guest runs
+        for t in named("skiff-vcpu") + named("skiff-events") + named("NIO-ELT") + named("skiff-disk-io") {
             #expect(t.filters >= 2, "\(t.name) has only the baseline: \(threads)")
         }
         #expect(threads.first(where: \.isMain)?.filters == 1, "\(threads)")  // main keeps the baseline (vm.reboot)

@@ -15,7 +15,7 @@ final class SeccompAllowListTests: XCTestCase {
     func testNarrowRolesCannotOpenSocketsOrRunPrograms() {
         let never = ["bind", "listen", "execve", "execveat", "ptrace", "fork", "vfork",
                      "mount", "setuid", "init_module", "process_vm_writev", "kill"]
-        for role in [SeccompRole.vcpu, .events, .main, .api] {
+        for role in [SeccompRole.vcpu, .events, .diskIO, .main, .api] {
             let calls = Set(SeccompAllowList.forRole(role).systemCalls)
             for name in never {
                 XCTAssertFalse(calls.contains(name), "\(role) allows \(name)")
@@ -27,10 +27,20 @@ final class SeccompAllowListTests: XCTestCase {
 
     func testOnlyTheAPIThreadMayStartThreads() {
         // libdispatch's workers for the control work are started from the API's thread.
-        for role in [SeccompRole.vcpu, .events, .main] {
+        for role in [SeccompRole.vcpu, .events, .diskIO, .main] {
             let calls = Set(SeccompAllowList.forRole(role).systemCalls)
             XCTAssertFalse(calls.contains("clone") || calls.contains("clone3"), "\(role) may start threads")
             XCTAssertTrue(SeccompAllowList.forRole(role).refused.contains("openat"), "\(role) may open files")
+        }
+    }
+
+    func testDiskIOThreadOnlyMovesData() {
+        // The I/O threads copy between an image and guest RAM: no ioctl (KVM), no
+        // epoll, no file management, no sync (flush stays on the event loop, in order).
+        let calls = Set(SeccompAllowList.forRole(.diskIO).systemCalls)
+        XCTAssertTrue(calls.isSuperset(of: ["preadv", "pwritev", "futex", "write"]))
+        for name in ["ioctl", "epoll_ctl", "fsync", "fdatasync", "fallocate", "ftruncate", "unlink", "close", "read"] {
+            XCTAssertFalse(calls.contains(name), "diskIO allows \(name)")
         }
     }
 

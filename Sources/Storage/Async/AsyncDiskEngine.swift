@@ -1,4 +1,3 @@
-import CAIO
 import Posix
 #if canImport(Glibc)
 import Glibc
@@ -15,44 +14,43 @@ import Glibc
 /// }
 /// ```
 /// How it works: plain data ranges (raw files; allocated qcow2 clusters, whose
-/// guest→host mapping is resolved synchronously from the metadata cache) go to the
-/// kernel through libaio (`io_submit`, completion signalled on an eventfd through
-/// `IOCB_FLAG_RESFD`). Everything else — reads through a backing file or of a
-/// compressed cluster, writes that allocate, flush, discard, write-zeroes — runs
-/// synchronously inside `submit`. When libaio.so.1 is missing (or `SKIFF_AIO=sync`)
-/// every request runs that way.
+/// guest→host mapping is resolved synchronously from the metadata cache) become
+/// jobs for the engine's I/O threads (`IOWorkerPool`: `preadv`/`pwritev` straight
+/// into/out of the caller's buffers; results signalled on an eventfd). Everything
+/// else — reads through a backing file or of a compressed cluster, writes that
+/// allocate, flush, discard, write-zeroes — runs synchronously inside `submit`.
+/// With `synchronous` (or `SKIFF_AIO=sync`) every request runs that way.
 ///
 /// Guarantees: a completion is never called from inside `submit`; it runs from
 /// `processCompletions()` (or `drain()`), after `completionFD` became readable.
 /// Flush, discard and write-zeroes first wait for the data I/O in flight, so a
 /// flush covers every write completed before it and a freed cluster is never
 /// reused under an in-flight write. Not thread-safe: one thread owns the engine
-/// and its image.
+/// and its image (the I/O threads only copy data, and see nothing else).
 public final class AsyncDiskEngine {
     public typealias Completion = (Result<Int, StorageError>) -> Void
 
     public let image: DiskImage
-    /// Most iocbs in flight at once.
+    /// Data requests in flight at once.
     public let queueDepth: Int
     /// eventfd, readable when completions are waiting for `processCompletions()`.
     public var completionFD: Int32 { completion.fileDescriptor }
     private let completion: EventFD
-    /// True when data I/O goes through libaio, false in the synchronous fallback.
-    public var isAsynchronous: Bool { context != nil }
+    /// True when data I/O goes to the I/O threads, false in the synchronous fallback.
+    public var isAsynchronous: Bool { pool != nil }
     /// Requests accepted whose completion has not run yet.
     public private(set) var outstanding = 0
 
-    private var context: aio_context_t?
-    /// iocbs in flight at most (each request needs one per contiguous host run).
+    private let pool: IOWorkerPool?
+    /// Transfer jobs in flight at most (each request needs one per contiguous host run).
     private let maxIOCBs: Int
-    /// Data requests (not iocbs) in flight, bounded by `queueDepth`.
+    /// Data requests (not transfers) in flight, bounded by `queueDepth`.
     private var inFlightRequests = 0
     private var slots: [Slot?]
     private var freeSlots: [Int]
     private var inFlightIOCBs = 0
     private var backlog: [Operation] = []
     private var ready: [(Completion, Result<Int, StorageError>)] = []
-    private var events: [io_event]
 
     /// One accepted request and what is left of it.
     private final class Operation {
@@ -60,7 +58,7 @@ public final class AsyncDiskEngine {
         let completion: Completion
         var remaining = 0
         var bytes = 0
-        /// Went to libaio (counts against the queue depth until it completes).
+        /// Went to the I/O threads (counts against the queue depth until it completes).
         var async = false
         var error: StorageError?
         init(_ request: DiskIORequest, _ completion: @escaping Completion) {
@@ -69,32 +67,31 @@ public final class AsyncDiskEngine {
         }
     }
 
-    /// One submitted iocb with the iovec array it points at (both must outlive the I/O).
+    /// One queued transfer with the iovec array it points at (which must outlive the I/O;
+    /// the worker may advance it after a short transfer).
     private final class Slot {
         let op: Operation
-        let iocb: UnsafeMutablePointer<iocb>
         let iovecs: UnsafeMutablePointer<iovec>
         let count: Int
         let expected: Int
         init(op: Operation, iovecs: [iovec]) {
             self.op = op
-            iocb = .allocate(capacity: 1)
-            iocb.initialize(to: CAIO.iocb())
             count = iovecs.count
             self.iovecs = .allocate(capacity: max(1, iovecs.count))
             self.iovecs.initialize(from: iovecs, count: iovecs.count)
             expected = iovecs.reduce(0) { $0 + $1.iov_len }
         }
         deinit {
-            iocb.deallocate()
             iovecs.deallocate()
         }
     }
 
     /// - Parameters:
-    ///   - queueDepth: iocbs in flight at most (1...1024).
-    ///   - synchronous: force the synchronous fallback even when libaio is present.
-    public init(image: DiskImage, queueDepth: Int = 32, synchronous: Bool = false) throws {
+    ///   - queueDepth: data requests in flight at most (1...1024).
+    ///   - ioThreads: threads doing the data transfers (started by `startIOThreads`
+    ///     or, failing that, at the first transfer).
+    ///   - synchronous: no I/O threads: every request runs inside `submit`.
+    public init(image: DiskImage, queueDepth: Int = 32, ioThreads: Int = 4, synchronous: Bool = false) throws {
         guard (1 ... 1024).contains(queueDepth) else {
             throw StorageError(.invalidArgument, "queue depth \(queueDepth) is not in 1...1024")
         }
@@ -105,23 +102,34 @@ public final class AsyncDiskEngine {
         } catch {
             throw StorageError(.io, "\(error)")
         }
-        // A request may become several iocbs (a qcow2 request spanning non-contiguous
-        // clusters), so the kernel queue holds more iocbs than requests.
+        // A request may become several transfers (a qcow2 request spanning
+        // non-contiguous clusters), so there are more slots than requests.
         let iocbs = min(4096, max(64, queueDepth * 16))
         maxIOCBs = iocbs
         slots = Array(repeating: nil, count: iocbs)
         freeSlots = Array((0 ..< iocbs).reversed())
-        events = Array(repeating: io_event(), count: iocbs)
-        if !synchronous, caio_available() != 0 {
-            var ctx: aio_context_t = 0
-            if caio_setup(UInt32(iocbs), &ctx) == 0 { context = ctx }
-            // io_setup can fail (fs.aio-max-nr exhausted): fall back rather than fail.
-        }
+        let forcedSync = getenv("SKIFF_AIO").map { String(cString: $0) == "sync" } ?? false
+        pool = synchronous || forcedSync ? nil : IOWorkerPool(threads: ioThreads, notifyFD: completion.fileDescriptor)
     }
 
     deinit {
         drain()
-        if let context { _ = caio_destroy(context) }
+        pool?.stop()
+    }
+
+    /// Starts the I/O threads now rather than at the first transfer; each runs
+    /// `onStart` first (the VMM narrows its seccomp filter there). Call before the
+    /// caller's thread loses the right to create threads.
+    public func startIOThreads(onStart: (@Sendable () throws -> Void)? = nil) throws {
+        try pool?.start(onStart: onStart)
+    }
+
+    /// Ends the I/O threads once every request has completed (they start again
+    /// at the next transfer). The owner of a closed image calls it so that no idle
+    /// thread outlives the disk.
+    public func stopIOThreads() {
+        drain()
+        pool?.stop()
     }
 
     /// Accepts a request; `completion` runs later from `processCompletions()` with
@@ -170,7 +178,10 @@ public final class AsyncDiskEngine {
     }
 
     private func startData(_ op: Operation, offset: UInt64, iovecs: [iovec], write: Bool) {
-        guard context != nil else { return finish(op, result: runSynchronously(op.request)) }
+        guard let pool else { return finish(op, result: runSynchronously(op.request)) }
+        if !pool.isStarted {
+            do { try pool.start() } catch { return finish(op, result: runSynchronously(op.request)) }
+        }
         let total = iovecs.reduce(0) { $0 + $1.iov_len }
         let extents: [DiskExtent]
         do {
@@ -218,100 +229,44 @@ public final class AsyncDiskEngine {
         inFlightRequests += 1
         op.bytes = total
         op.remaining = plan.count
-        var submitted: [UnsafeMutablePointer<iocb>?] = []
-        var used: [Int] = []
+        var jobs: [IOWorkerPool.Job] = []
+        jobs.reserveCapacity(plan.count)
         for entry in plan {
             let slot = Slot(op: op, iovecs: entry.iov)
             let index = freeSlots.removeLast()
             slots[index] = slot
-            used.append(index)
-            caio_prep_rw(slot.iocb, write ? 1 : 0, entry.fd, slot.iovecs, Int32(slot.count),
-                         Int64(entry.hostOffset), completionFD, UInt64(index))
-            submitted.append(slot.iocb)
+            jobs.append(IOWorkerPool.Job(fd: entry.fd, offset: Int64(entry.hostOffset), iovecs: slot.iovecs,
+                                         count: slot.count, write: write, tag: index))
         }
-        var done = 0
-        while done < submitted.count {
-            let ctx = context!
-            let rc = submitted.withUnsafeMutableBufferPointer { buf in
-                caio_submit(ctx, buf.count - done, buf.baseAddress! + done)
-            }
-            if rc == -EINTR || rc == -EAGAIN { continue }
-            if rc <= 0 {
-                // Nothing more went in: give back the unsubmitted slots and do it synchronously.
-                for index in used[done...] { slots[index] = nil; freeSlots.append(index) }
-                op.remaining -= submitted.count - done
-                if done == 0 { return finish(op, result: runSynchronously(op.request)) }
-                op.error = op.error ?? StorageError(.io, "io_submit failed: \(String(cString: strerror(-rc)))", path: image.path, errno: -rc)
-                if op.remaining == 0 { finish(op) }
-                return
-            }
-            done += Int(rc)
-            inFlightIOCBs += Int(rc)
-        }
+        inFlightIOCBs += jobs.count
+        pool.enqueue(jobs)
     }
 
-    /// Collects finished iocbs. `waitForAll` blocks until none is in flight.
+    /// Collects finished transfers. `waitForAll` blocks until none is in flight.
     private func reap(waitForAll: Bool) {
-        guard let context else { return }
+        guard let pool else { return }
         while inFlightIOCBs > 0 {
-            var zero = timespec(tv_sec: 0, tv_nsec: 0)
-            let n = events.withUnsafeMutableBufferPointer { buf -> Int32 in
-                if waitForAll {
-                    return caio_getevents(context, 1, buf.count, buf.baseAddress, nil)
-                }
-                return caio_getevents(context, 0, buf.count, buf.baseAddress, &zero)
-            }
-            if n == -EINTR { continue }
-            if n <= 0 { break }
-            for i in 0 ..< Int(n) {
-                let index = Int(events[i].data)
+            let results = pool.takeResults(wait: waitForAll)
+            if results.isEmpty { break }
+            for r in results {
+                let index = r.tag
                 guard index >= 0, index < slots.count, let slot = slots[index] else { continue }
                 slots[index] = nil
                 freeSlots.append(index)
                 inFlightIOCBs -= 1
-                let res = events[i].res
                 let op = slot.op
-                if res < 0 {
-                    op.error = op.error ?? StorageError(.io, "\(Self.name(op.request)) failed: \(String(cString: strerror(Int32(-res))))",
-                                                       path: image.path, errno: Int32(-res))
-                } else if Int(res) < slot.expected {
-                    completeShort(slot, transferred: Int(res))
+                if r.result < 0 {
+                    let e = Int32(-r.result)
+                    op.error = op.error ?? StorageError(.io, "\(Self.name(op.request)) failed: \(String(cString: strerror(e)))",
+                                                       path: image.path, errno: e)
+                } else if r.result < slot.expected {
+                    op.error = op.error ?? StorageError(.io, "short \(Self.name(op.request))", path: image.path)
                 }
                 op.remaining -= 1
                 if op.remaining == 0 { finish(op) }
             }
             if !waitForAll { break }
         }
-    }
-
-    /// A short transfer: finish the rest of that iocb synchronously.
-    private func completeShort(_ slot: Slot, transferred: Int) {
-            // Recompute from the iocb itself: offset + transferred onwards.
-            let fd = Int32(slot.iocb.pointee.aio_fildes)
-            var offset = Int64(slot.iocb.pointee.aio_offset) + Int64(transferred)
-            var skip = transferred
-            let write = slot.iocb.pointee.aio_lio_opcode == UInt16(IOCB_CMD_PWRITEV)
-            for i in 0 ..< slot.count {
-                let v = slot.iovecs[i]
-                if skip >= v.iov_len { skip -= v.iov_len; continue }
-                var p = v.iov_base! + skip
-                var left = v.iov_len - skip
-                skip = 0
-                while left > 0 {
-                    let n = write ? pwrite(fd, p, left, off_t(offset)) : pread(fd, p, left, off_t(offset))
-                    if n < 0, errno == EINTR { continue }
-                    if n < 0 {
-                        slot.op.error = slot.op.error ?? StorageError.system(write ? "pwrite" : "pread", path: image.path)
-                        return
-                    }
-                    if n == 0 {
-                        if write { slot.op.error = slot.op.error ?? StorageError(.io, "short write", path: image.path); return }
-                        memset(p, 0, left) // past end of file: sparse tail reads as zeroes
-                        break
-                    }
-                    p += n; left -= n; offset += Int64(n)
-                }
-            }
     }
 
     private func finish(_ op: Operation, result: Result<Int, StorageError>? = nil) {

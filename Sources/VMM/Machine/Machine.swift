@@ -175,7 +175,13 @@ public final class Machine: @unchecked Sendable {
             SeccompFilter.setBeforeExit { Terminal.restore() }  // a killed VMM leaves no raw terminal
         }
         do {
-            try events.start(onStart: { try SeccompFilter.install(.events, mode: seccomp) })
+            let disks = virtio.transports.compactMap { $0.device as? VirtioBlock }
+            try events.start(onStart: {
+                // The disks' I/O threads start here, before this thread narrows to a role
+                // that cannot create threads; each narrows to its own role first thing.
+                for disk in disks { try disk.startIOThreads { try SeccompFilter.install(.diskIO, mode: seccomp) } }
+                try SeccompFilter.install(.events, mode: seccomp)
+            })
             if startPaused {
                 // Held before any vCPU thread exists: the first KVM_RUN waits for resume().
                 gate.set(.pause)
