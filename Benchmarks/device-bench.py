@@ -266,8 +266,12 @@ def main():
         failures, notes = {}, set()
         timeout = secs + 60
         # Warm-up: first-run costs (page cache of the binaries, KVM module state).
+        if images:
+            warm = commands(args.skiff, "blk", "blk.bench=seq blk.secs=1", disk=images["raw"], fmt="raw")
+        else:
+            warm = commands(args.skiff, "net", "net.bench=tx net.secs=1", netns=state.get("netns"), tap="dbtap0")
         for name in ("skiff", "qemu"):
-            run_vmm(commands(args.skiff, "blk", "blk.bench=seq blk.secs=1", disk=images["raw"], fmt="raw")[name], timeout)
+            run_vmm(warm[name], timeout)
         started = time.monotonic()
         for rep in range(args.runs):
             for label, unit, guest, cmds, blast in figures:
