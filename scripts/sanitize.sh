@@ -3,7 +3,8 @@
 #
 #   scripts/sanitize.sh address|thread [swift test arguments, e.g. --filter StorageTests]
 #   scripts/sanitize.sh address|thread integration   (a representative set of integration
-#       tests: firmware boot, virtio-blk, virtio-net, API lifecycle, snapshot, migration)
+#       tests: firmware boot, virtio-blk, virtio-net, API lifecycle (pause/resume), snapshot,
+#       migration, migration without shared storage)
 #
 # address: ASan (out-of-bounds, use-after-free, leaks are off: Swift's runtime caches
 #          look like leaks); scratch path .build-asan.
@@ -28,7 +29,7 @@ export SKIFF_GUEST_KERNEL SKIFF_GUEST_INITRD SKIFF_GUEST_CMDLINE
 
 if [ "${1:-}" = integration ]; then
     shift
-    set -- --filter 'IntegrationTests\.(FirmwareBootTests|VirtioBlockBootTests|VirtioNetBootTests|APILifecycleTests|SnapshotAPITests|MigrationTests)' "$@"
+    set -- --filter 'IntegrationTests\.(FirmwareBootTests|VirtioBlockBootTests|VirtioNetBootTests|APILifecycleTests|SnapshotAPITests|MigrationTests|MigrationDiskCopyTests)' "$@"
 fi
 
 # A report fails the process that has it; the Swift backtracer would only stall it.
