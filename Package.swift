@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers, lowest first; a target only imports targets above it in this list.
-//   CKVM, CAIO, CSeccomp (C shims), Posix → Events, KVM, GuestMemory, Seccomp → X86, Devices,
+//   CKVM, CFileIO, CSeccomp (C shims), Posix → Events, KVM, GuestMemory, Seccomp → X86, Devices,
 //   Storage, Network → Virtio → VMState → Migration → VMM → skiff;  API (control plane, no VM imports) → skiff;
 //   SkiffCLI (the command-line parser, imports nothing) → skiff;
 //   Posix, CChaChaPoly → SecureChannel (the encrypted migration stream, no VM imports) → skiff (MigrationTransport)
@@ -26,8 +26,8 @@ let package = Package(
     targets: [
         // C shims: <linux/kvm.h>, non-variadic ioctl wrappers, constants.
         .target(name: "CKVM"),
-        // libaio loaded at run time (dlopen), so a host without it falls back to synchronous I/O.
-        .target(name: "CAIO", linkerSettings: [.linkedLibrary("dl")]),
+        // O_DIRECT and fallocate(2), which Glibc's Swift module hides.
+        .target(name: "CFileIO"),
         // libseccomp, linked (Debian's libseccomp-dev): a security feature must not
         // silently disappear on a host without it, so the build needs it.
         .target(name: "CSeccomp", linkerSettings: [.linkedLibrary("seccomp")]),
@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "GuestMemory", dependencies: ["CKVM"]),
         .target(name: "X86", dependencies: ["GuestMemory"]),
         .target(name: "Devices", dependencies: ["CKVM", "Posix"]),
-        .target(name: "Storage", dependencies: ["CKVM", "CAIO", "Posix"]),
+        .target(name: "Storage", dependencies: ["CKVM", "CFileIO", "Posix"]),
         .target(name: "Network", dependencies: ["CKVM"]),
         .target(name: "Virtio", dependencies: ["CKVM", "Posix", "Events", "GuestMemory", "Devices", "Storage", "Network",
                                                .product(name: "Logging", package: "swift-log")]),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side storage benchmark: the same workloads through Skiff's storage layer
-# (skiff-storage-bench, AsyncDiskEngine on libaio) and through `qemu-img bench`
+# (skiff-storage-bench, AsyncDiskEngine on its I/O threads) and through `qemu-img bench`
 # (QEMU's block layer, -i native), on the same file, with the same cache mode and
 # queue depth. Prints MiB/s and IOPS for both and the ratio Skiff/QEMU.
 #
@@ -50,7 +50,7 @@ run() {
         printf "%-22s %-9s %3d | %9.1f %9.0f | %9.1f %9.0f | %5.2f\n", n, st, d, sm, si, qm, qi, sm / qm }'
 }
 
-echo "format=$FORMAT cache=$CACHE size=$SIZE aio: skiff=$("$BENCH" 2>&1 | head -0; echo libaio) qemu=$QI  ($(nproc) CPUs, $(uname -r))"
+echo "format=$FORMAT cache=$CACHE size=$SIZE aio: skiff=$("$BENCH" 2>&1 | head -0; echo io-threads) qemu=$QI  ($(nproc) CPUs, $(uname -r))"
 printf "%-22s %-9s %3s | %9s %9s | %9s %9s | %5s\n" workload image qd "skiff MiB/s" IOPS "qemu MiB/s" IOPS ratio
 printf -- "-%.0s" {1..92}; echo
 run "seq write 1M"   fresh     "$SEQ_COUNT"   1 1M 1M w

@@ -82,6 +82,6 @@ enum Bench {
         let bytes = Double(count) * Double(size)
         print("ops=\(count) bytes=\(Int(bytes)) seconds=\(String(format: "%.3f", seconds)) "
             + "mib_s=\(String(format: "%.1f", bytes / seconds / 1_048_576)) iops=\(String(format: "%.0f", Double(count) / seconds)) "
-            + "engine=\(engine.isAsynchronous ? "libaio" : "sync")")
+            + "engine=\(engine.isAsynchronous ? "io-threads" : "sync")")
     }
 }

@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// The device event loop: one thread blocked in epoll_wait, calling a handler when
-/// its file descriptor (ioeventfd, TAP, libaio eventfd, stdin…) becomes readable.
+/// its file descriptor (ioeventfd, TAP, the disk engine's eventfd, stdin…) becomes readable.
 /// Device I/O happens here, never on a vCPU thread.
 ///
 /// Lifetime: `start()` runs the loop on a joinable thread; `stop()` then `join()`

@@ -33,7 +33,7 @@ public protocol DiskImage: AnyObject {
     func close() throws
 
     /// Where the bytes of `0..<length` at `offset` live, for the async engine: runs of
-    /// plain host-file data can go through libaio, the rest is done synchronously.
+    /// plain host-file data can go to the I/O threads, the rest is done synchronously.
     /// `forWrite` asks for ranges that can be overwritten in place.
     func dataExtents(at offset: UInt64, length: UInt64, forWrite: Bool) throws -> [DiskExtent]
     /// Alignment that buffer addresses, lengths and offsets of `.host` extents need

@@ -1,4 +1,4 @@
-import CAIO
+import CFileIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,7 +26,7 @@ final class ImageFile {
     /// Opens `path`; `create` makes a new file and fails if it exists.
     static func open(_ path: String, readOnly: Bool, direct: Bool = false, create: Bool = false) throws -> ImageFile {
         var flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
-        if direct { flags |= caio_o_direct_flag() }
+        if direct { flags |= cfileio_o_direct_flag() }
         if create { flags |= O_CREAT | O_EXCL }
         let fd = Glibc.open(path, flags, 0o644)
         guard fd >= 0 else {
@@ -135,7 +135,7 @@ final class ImageFile {
     func zeroRange(at offset: UInt64, length: UInt64, punch: Bool = true) throws {
         guard length > 0 else { return }
         guard !readOnly else { throw StorageError(.readOnly, "image file is opened read-only", path: path) }
-        if punch, caio_fallocate(fd, 0x01 | 0x02 /* KEEP_SIZE | PUNCH_HOLE */, Int64(offset), Int64(length)) == 0 { return }
+        if punch, cfileio_fallocate(fd, 0x01 | 0x02 /* KEEP_SIZE | PUNCH_HOLE */, Int64(offset), Int64(length)) == 0 { return }
         let chunk = 1 << 20
         let zeroes = try AlignedBuffer(count: chunk, alignment: max(alignment, 8))
         var done: UInt64 = 0

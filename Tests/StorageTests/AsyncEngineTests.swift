@@ -88,7 +88,7 @@ func engineRoundTrip(path: String, format: DiskFormat, synchronous: Bool, direct
     }
 
     /// After the first (allocating, synchronous) write, the same range maps to host
-    /// extents and goes through libaio.
+    /// extents and goes through the I/O threads.
     @Test func allocatedClustersMapToHost() throws {
         let dir = TempDir()
         try Qcow2Image.create(path: dir.file("d"), virtualSize: 1 << 20)

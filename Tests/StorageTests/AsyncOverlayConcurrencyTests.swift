@@ -3,7 +3,7 @@ import PropertyBased
 import Testing
 @testable import Storage
 
-// Many requests in flight through the REAL async engine (libaio) against a qcow2
+// Many requests in flight through the REAL async engine (its I/O threads) against a qcow2
 // overlay on a backing file: concurrent allocating writes to the same and to
 // neighbouring clusters, reads of the same ranges, barriers. Each workload also
 // runs with `synchronous: true`. Results are checked against an in-memory model,
@@ -45,7 +45,7 @@ import Testing
         if synchronous {
             #expect(!d.engine.isAsynchronous)
         } else {
-            try #require(d.engine.isAsynchronous, "libaio is not in use: this would only test the synchronous fallback")
+            try #require(d.engine.isAsynchronous, "the asynchronous engine is not in use: this would only test the synchronous fallback")
         }
         var rng = XorShift(UInt64(index) &* 131 &+ (synchronous ? 7 : 0) &+ cs)
         let clusters = size / cs
@@ -104,7 +104,7 @@ import Testing
         #expect(d.problems.isEmpty, "\(setup), synchronous \(synchronous): \(d.problems.prefix(10))")
         #expect(d.completed == d.submitted)
         if !synchronous && !setup.direct {
-            #expect(d.hostMapped > 0, "no request was mapped to host extents: libaio never saw data I/O")
+            #expect(d.hostMapped > 0, "no request was mapped to host extents: the I/O threads never saw data I/O")
         }
         // Whole disk through the engine, many reads in flight.
         d.readAll(size, chunk: Int(max(cs, 65536)), expect: fx.model, usePoll: true)
@@ -174,7 +174,7 @@ import Testing
         if synchronous {
             #expect(!d.engine.isAsynchronous)
         } else {
-            try #require(d.engine.isAsynchronous, "libaio is not in use")
+            try #require(d.engine.isAsynchronous, "the asynchronous engine is not in use")
         }
         Self.guestPipeline(d, fx, shift: shift, usePoll: true)
         #expect(d.problems.isEmpty, "\(setup): \(d.problems.prefix(10))")
@@ -307,7 +307,7 @@ import Testing
                 if synchronous {
                     #expect(!d.engine.isAsynchronous)
                 } else {
-                    try #require(d.engine.isAsynchronous, "libaio is not in use")
+                    try #require(d.engine.isAsynchronous, "the asynchronous engine is not in use")
                 }
                 for (bi, ops) in plan.enumerated() {
                     let before = fx.model

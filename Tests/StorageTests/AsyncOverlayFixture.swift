@@ -9,7 +9,7 @@ struct OverlaySetup: Sendable, CustomStringConvertible {
     var version: UInt32 = 3
     /// 1 KiB of metadata cache: L2 tables and refcount blocks are evicted all the time.
     var tinyCache = false
-    /// O_DIRECT: libaio is then really asynchronous (buffered AIO mostly completes inside io_submit).
+    /// O_DIRECT: the I/O threads then bypass the page cache.
     var direct = false
     /// Overlay made by `qemu-img create` instead of `Qcow2Image.create`.
     var qemuCreated = false
@@ -155,7 +155,7 @@ final class EngineDriver {
     private(set) var submitted = 0
     private(set) var completed = 0
     /// Requests whose whole range the image mapped to plain host extents when
-    /// submitted (candidates for libaio; a sanity check that libaio is exercised).
+    /// submitted (candidates for the I/O threads; a sanity check that they are exercised).
     private(set) var hostMapped = 0
     var problems: [String] = []
 

@@ -68,7 +68,7 @@ import Testing
     /// open follows the forged backing file name and hands the guest a host file.
     @Test func forgedQcow2HeaderOnAProbedRawDiskIsRefused() throws {
         let h = try BlockHarness()
-        #expect(h.device.engine.isAsynchronous, "this test is about the libaio path")
+        #expect(h.device.engine.isAsynchronous, "this test is about the asynchronous (I/O thread) path")
         #expect(h.device.image.format == .raw)
         let before = try h.fileBytes(at: 0, count: 512)
         var forged = [UInt8](repeating: 0, count: 512)
