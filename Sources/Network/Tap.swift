@@ -25,6 +25,17 @@ public final class Tap: Sendable {
     /// The interface name the kernel gave the TAP.
     public let name: String
     public let fileDescriptor: Int32
+    /// False for a descriptor adopted with `init(adopting:name:)`: no TUN ioctls on it.
+    public let isTunDevice: Bool
+
+    /// Wraps an open, non-blocking descriptor that carries one frame (vnet header
+    /// first) per read and write, such as a datagram socketpair standing in for a
+    /// TAP in tests. Takes ownership: it is closed with the `Tap`. Offloads are not set.
+    public init(adopting fileDescriptor: Int32, name: String) {
+        self.fileDescriptor = fileDescriptor
+        self.name = name
+        isTunDevice = false
+    }
 
     public init(name: String) throws {
         let bytes = Array(name.utf8)
@@ -63,6 +74,7 @@ public final class Tap: Sendable {
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
         fileDescriptor = fd
+        isTunDevice = true
     }
 
     deinit { close(fileDescriptor) }
@@ -70,6 +82,7 @@ public final class Tap: Sendable {
     /// Tells the kernel which offloads the guest accepts (`Offload` bits); 0 means
     /// every frame arrives fully checksummed and segmented.
     public func setOffloads(_ flags: UInt32) throws {
+        guard isTunDevice else { return }
         guard ckvm_ioctl_value(fileDescriptor, CKVM_TUNSETOFFLOAD, UInt(flags)) == 0 else {
             throw TapError.system(operation: "TUNSETOFFLOAD(0x\(String(flags, radix: 16)))", name: name, errno: errno)
         }
@@ -85,6 +98,32 @@ public final class Tap: Sendable {
             case EAGAIN: return nil
             default: throw TapError.system(operation: "read", name: name, errno: errno)
             }
+        }
+    }
+
+    /// Reads one frame scattered over `count` iovecs. Returns the frame's length, or
+    /// nil when none is waiting. A TAP reports a frame longer than the iovecs with its
+    /// full length (the rest is cut off), so a result above their total means truncated.
+    public func read(_ iovecs: UnsafeMutablePointer<iovec>, count: Int) throws -> Int? {
+        while true {
+            let n = readv(fileDescriptor, iovecs, Int32(count))
+            if n >= 0 { return n }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN: return nil
+            default: throw TapError.system(operation: "readv", name: name, errno: errno)
+            }
+        }
+    }
+
+    /// Writes one frame gathered from `count` iovecs (virtio-net header first).
+    @discardableResult
+    public func write(_ iovecs: UnsafePointer<iovec>, count: Int) throws -> Int {
+        while true {
+            let n = writev(fileDescriptor, iovecs, Int32(count))
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            throw TapError.system(operation: "writev", name: name, errno: errno)
         }
     }
 

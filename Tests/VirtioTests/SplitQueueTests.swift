@@ -255,6 +255,71 @@ private func expectQueueError(_ expected: VirtqueueError, _ body: () throws -> V
         #expect(guest.availEvent == guest.availIdx)
     }
 
+    /// Both EVENT_IDX rules compare free-running 16-bit indices: used_event and
+    /// avail_event must work when used.idx / avail.idx wrap from 65535 to 0.
+    @Test func eventIdxDecisionsAcrossIndexWrap() throws {
+        let (_, guest, queue) = try makeQueue(features: VirtioFeature.ringEventIdx)
+        // Start both rings 3 short of the wrap, as after 65533 requests.
+        var state = queue.state
+        state.nextAvail = 65533
+        state.nextUsed = 65533
+        state.signalledUsed = 65533
+        try queue.restore(state)
+        try guest.setAvailIdx(65533)
+        func complete(_ n: Int) throws {
+            for _ in 0..<n { try guest.post([(0x20000, 8, false)]) }
+            for _ in 0..<n { try queue.addUsed(head: try #require(try queue.popAvailable()).head, length: 0) }
+        }
+        try guest.setUsedEvent(0)              // interrupt once used.idx passes 0, i.e. reaches 1
+        try complete(2)                        // 65535: not there yet
+        #expect(try !queue.needsNotification())
+        try complete(2)                        // 65535 -> 1 across the wrap: steps over 0
+        #expect(guest.usedIdx == 1)
+        #expect(try queue.needsNotification())
+        try guest.setUsedEvent(65534)          // an event already behind us (1 - 65534 wraps)
+        try complete(1)
+        #expect(try !queue.needsNotification())
+        try guest.setUsedEvent(2)              // exactly the entry just added
+        try complete(1)                        // used.idx 3 steps over 2
+        #expect(try queue.needsNotification())
+
+        // avail_event across the wrap: the device asks at the driver's index; a driver
+        // kick decision (vring_need_event on the avail side) must then say "notify".
+        try guest.setAvailIdx(65535)
+        var restored = queue.state
+        restored.nextAvail = 65535
+        try queue.restore(restored)
+        #expect(try !queue.enableNotification())
+        #expect(guest.availEvent == 65535)
+        let old = guest.availIdx
+        try guest.post([(0x20000, 8, false)])  // avail.idx 0
+        let new = guest.availIdx
+        #expect(new == 0)
+        #expect(new &- guest.availEvent &- 1 < new &- old) // the driver notifies
+        // Draining leaves avail_event where it was: further buffers are not notified.
+        _ = try queue.popAvailable()
+        try queue.disableNotification()
+        try guest.post([(0x20000, 8, false)])
+        #expect(!(guest.availIdx &- guest.availEvent &- 1 < guest.availIdx &- new))
+    }
+
+    /// A batch adds many used elements and publishes used.idx once.
+    @Test func batchedUsedElementsArePublishedOnce() throws {
+        let (_, guest, queue) = try makeQueue()
+        for _ in 0..<3 { try guest.post([(0x20000, 8, true)]) }
+        for length: UInt32 in 1...3 {
+            try queue.addUsed(head: try #require(try queue.popAvailable()).head, length: length, publish: false)
+        }
+        #expect(guest.usedIdx == 0)            // written, not yet visible
+        #expect(try guest.usedElement(2).length == 3)
+        try queue.publishUsed()
+        #expect(guest.usedIdx == 3)
+        try guest.post([(0x20000, 8, true)])
+        try queue.addUsed(head: try #require(try queue.popAvailable()).head, length: 4, publish: false)
+        #expect(try queue.needsNotification()) // publishes before deciding
+        #expect(guest.usedIdx == 4)
+    }
+
     @Test func stateRoundTripsAndIsRevalidated() throws {
         let (memory, guest, queue) = try makeQueue(features: VirtioFeature.ringEventIdx)
         try guest.post([(0x20000, 8, false)])

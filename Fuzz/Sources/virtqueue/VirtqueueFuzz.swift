@@ -9,9 +9,10 @@ import Storage
 // A guest driver that writes anything: the fuzzed bytes are guest RAM holding a split
 // virtqueue (descriptor table at 0x0, avail ring at 0x800, used ring at 0xa00) and
 // whatever the descriptors point at. A virtio-blk device (raw disk, synchronous I/O)
-// or a virtio-net device (a real TAP, down, so transmitted frames are refused by the
-// kernel after our parsing) is reset, negotiated, given the queue and started; it then
-// takes, parses and answers every chain the avail ring offers.
+// or a virtio-net device is reset, negotiated, given the queue and started; it then
+// takes, parses and answers every chain the avail ring offers. The net device's
+// "TAP" is one end of a SOCK_SEQPACKET socketpair (as in VirtioNetBatchTests) with
+// two frames waiting, so the receive path (readv into the fuzzed chains) runs too.
 // Input: [device/features][queue size][avail notifications][guest RAM…].
 //   byte 0: bit 0 INDIRECT_DESC, bit 1 EVENT_IDX, bit 2 drop FLUSH (write-through), bit 7 net
 //   byte 1: queue size 1 << (b & 7); with bit 7 the raw value b & 0x7f (maybe invalid)
@@ -26,8 +27,23 @@ private let disk: DiskImage = {
     unlink(path)  // stays open; nothing is left behind
     return image
 }()
-/// Nil where TAPs cannot be made (not root, no /dev/net/tun): then net inputs test nothing.
-private let tap: Tap? = try? Tap(name: "skfz\(getpid() % 100_000)")
+/// The device's end and the host's end of the fake TAP.
+private let tapPair: (device: Int32, host: Int32) = {
+    var fds: [Int32] = [-1, -1]
+    precondition(socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds) == 0)
+    return (fds[0], fds[1])
+}()
+private let tap = Tap(adopting: tapPair.device, name: "fuzz")
+/// A vnet header and a 1500-byte frame, then a runt: a full frame spreads over
+/// (mergeable) chains, the runt is dropped.
+private let frames: [[UInt8]] = [[UInt8](repeating: 0, count: 12) + (0..<1500).map { UInt8(truncatingIfNeeded: $0) },
+                                 [UInt8](repeating: 0, count: 8)]
+
+/// Empties one end of the socketpair (what the device sent, or frames it left).
+private func drain(_ fd: Int32) {
+    var sink = [UInt8](repeating: 0, count: 2048)
+    while sink.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) > 0 {}
+}
 private let mac = try! MACAddress(parsing: "52:54:00:12:34:56")
 
 private final class Line: InterruptLine, @unchecked Sendable { func trigger() {} }
@@ -42,7 +58,10 @@ public func fuzzVirtqueue(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size >= 2 else { return 0 }
     let flags = data[0], sizeByte = data[1]
     let isNet = flags & 0x80 != 0
-    if isNet && tap == nil { return 0 }
+    if isNet {
+        drain(tapPair.device)
+        for f in frames { _ = f.withUnsafeBytes { send(tapPair.host, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) } }
+    }
     let ram = try! memory.buffer(at: GuestAddress(0), length: UInt64(ramSize / 2))
     let ram2 = try! memory.buffer(at: GuestAddress(UInt64(ramSize / 2)), length: UInt64(ramSize / 2))
     ram.initializeMemory(as: UInt8.self, repeating: 0)
@@ -52,7 +71,7 @@ public func fuzzVirtqueue(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 
     let device: VirtioDevice
     if isNet {
-        device = VirtioNet(tap: tap!, mac: mac, queueSize: 128)
+        device = VirtioNet(tap: tap, mac: mac, queueSize: 128)
     } else {
         device = try! VirtioBlock(image: disk, serial: "fuzz", queueSize: 128, synchronousIO: true)
     }
@@ -68,7 +87,7 @@ public func fuzzVirtqueue(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     write32(transport, 0x24, 1); write32(transport, 0x20, UInt32(truncatingIfNeeded: features >> 32))
     write32(transport, 0x70, VirtioStatus.acknowledge | VirtioStatus.driver | VirtioStatus.featuresOK)
     let queueSize = sizeByte & 0x80 != 0 ? UInt32(sizeByte & 0x7f) : UInt32(1) << (sizeByte & 7)
-    // Net: the receive queue gets the same rings as transmit; with the TAP down it sees no frames.
+    // Net: the receive queue gets the same rings as transmit (the frames waiting land in them).
     for queue: UInt32 in isNet ? [0, 1] : [0] {
         write32(transport, 0x30, queue)
         write32(transport, 0x38, queueSize)
@@ -89,6 +108,7 @@ public func fuzzVirtqueue(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         transport.lock.unlock()
     }
     write32(transport, 0x70, 0)  // reset: drains the disk engine, unwatches the TAP
+    if isNet { drain(tapPair.host) }
     return 0
 }
 

@@ -9,9 +9,14 @@ import Network
 /// virtio_net_hdr_v1 passes through unchanged, so checksum and TSO offloads cost
 /// nothing here; the TAP is told (TUNSETOFFLOAD) which ones the guest accepted.
 ///
-/// Back-pressure: when the receive queue has too few buffers for the frame in hand,
-/// the frame is kept, the TAP is no longer polled, and the device waits for the
-/// driver's next receive-queue notification. No frame is read that cannot be placed.
+/// Frames move straight between the TAP and guest buffers (`readv`/`writev` over
+/// the chains' iovecs: `VirtioNet+Receive.swift`, `VirtioNet+Transmit.swift`),
+/// many per wake-up, with one used.idx update and at most one interrupt per batch.
+///
+/// Back-pressure: when the receive queue has no buffers, the TAP is no longer
+/// polled and the device waits for the driver's next receive-queue notification;
+/// a frame larger than the buffers at hand is kept (staged) until enough come.
+/// No frame is read that cannot be placed.
 // Sound because: its mutable state is touched only in device callbacks and `watch` handlers, all run with the transport's device lock held.
 public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     /// Feature bits (§5.1.3).
@@ -43,6 +48,11 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     public static let controlQueueSize: UInt16 = 64
     /// Frames handled per event-loop wake-up before yielding to other devices.
     static let batch = 256
+    /// Used elements added before used.idx is published mid-batch, so a polling
+    /// driver can recycle buffers while a long batch goes on.
+    static let publishEvery = 32
+    /// iovecs per readv/writev (the kernel's IOV_MAX).
+    static let maxIovecs = 1024
     /// Largest frame a TAP hands us: a 64 KiB GSO packet plus Ethernet and vnet headers.
     static let maxFrame = 65_536 + 256
 
@@ -63,17 +73,32 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     public var offersControlQueue = true
 
     var context: VirtioDeviceContext?
-    /// A frame read from the TAP that is waiting for receive buffers.
+    /// Staging buffer: the tail of every receive readv (what does not fit the chains
+    /// popped for it), and a frame waiting for more receive buffers.
     // SAFETY: owned by this device, freed in deinit, only touched under the device lock.
-    private let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtioNet.maxFrame, alignment: 16)
-    private var frameLength: Int?
-    private var tapPaused = false
+    let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtioNet.maxFrame, alignment: 16)
+    /// Length of the frame waiting in `frame`, if any.
+    var frameLength: Int?
+    var tapPaused = false
+    /// iovecs for readv/writev, reused (no allocation per frame).
+    // SAFETY: as `frame`.
+    let iovecs = UnsafeMutablePointer<iovec>.allocate(capacity: VirtioNet.maxIovecs)
+    /// Receive chains popped ahead of the frame that will fill them; always the
+    /// last ones popped, and given back (undoPop) before a receive wake-up ends.
+    var rxAhead: [DescriptorChain] = []
+    var rxAheadStart = 0
+    /// Length of the last frame received: how much buffer space to pop ahead with
+    /// mergeable buffers (a larger frame goes through `frame`).
+    var rxLastLength = 1514 + 12
 
     /// Counters, for tests and metrics (read them on the event loop or after it stopped).
-    public private(set) var rxFrames = 0
-    public private(set) var txFrames = 0
-    public private(set) var rxDropped = 0
-    public private(set) var txDropped = 0
+    public internal(set) var rxFrames = 0
+    public internal(set) var txFrames = 0
+    public internal(set) var rxDropped = 0
+    public internal(set) var txDropped = 0
+    /// Frames that needed more buffer space than was popped ahead and were copied
+    /// through the staging buffer (mergeable buffers only).
+    public internal(set) var rxStaged = 0
     /// True while the TAP is not polled because the guest has no receive buffers.
     public var isReceivePaused: Bool { tapPaused }
     /// VIRTIO_NET_S_ANNOUNCE: set by `requestAnnounce()`, cleared by the driver's
@@ -89,6 +114,7 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
         self.tap = tap
         self.mac = mac
         queueMaxSizes = [queueSize, queueSize, Self.controlQueueSize]
+        rxAhead.reserveCapacity(Int(queueSize))
     }
 
     /// Opens (or creates) the TAP named by a `--net` option.
@@ -96,7 +122,10 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
         try self.init(tap: Tap(name: config.tap), mac: config.mac ?? .random(), queueSize: queueSize)
     }
 
-    deinit { frame.deallocate() }
+    deinit {
+        frame.deallocate()
+        iovecs.deallocate()
+    }
 
     /// struct virtio_net_config: mac, status (LINK_UP, ANNOUNCE), max_virtqueue_pairs.
     var configBytes: [UInt8] {
@@ -136,6 +165,8 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
         context = nil
         frameLength = nil // a frame in hand is dropped with the queues it was meant for
         tapPaused = false
+        rxAhead.removeAll(keepingCapacity: true) // empty between wake-ups anyway
+        rxAheadStart = 0
         isAnnouncePending = false
     }
 
@@ -145,132 +176,6 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
         case Self.txQueue: transmit()
         case Self.controlQueue: processControlQueue()
         default: break
-        }
-    }
-
-    // MARK: - Receive (TAP → guest)
-
-    private enum Placement { case placed, noBuffers, dropped }
-
-    private func receive() {
-        guard let context, !context.isBroken, context.queues[Self.rxQueue].isReady else { return }
-        var placedAny = false
-        defer { if placedAny { context.signalUsed(queue: Self.rxQueue) } }
-        do {
-            for _ in 0..<Self.batch {
-                if frameLength == nil {
-                    guard let n = try tap.read(into: frame) else { break }
-                    guard n > Tap.vnetHeaderSize else { rxDropped += 1; continue }
-                    frameLength = n
-                }
-                let seen = try context.queues[Self.rxQueue].availIndex()
-                switch try place(frameLength!, context: context) {
-                case .placed:
-                    placedAny = true
-                    rxFrames += 1
-                    frameLength = nil
-                case .dropped:
-                    rxDropped += 1
-                    frameLength = nil
-                case .noBuffers:
-                    // Ask for a notification when buffers come; if some came meanwhile, retry now.
-                    let queue = context.queues[Self.rxQueue]
-                    _ = try queue.enableNotification()
-                    if try queue.availIndex() != seen { continue }
-                    if !tapPaused {
-                        tapPaused = true
-                        try context.modifyWatch(tap.fileDescriptor, events: 0)
-                    }
-                    return
-                }
-            }
-            if tapPaused {
-                tapPaused = false
-                try context.modifyWatch(tap.fileDescriptor, events: UInt32(EPOLLIN.rawValue))
-            }
-        } catch {
-            context.deviceNeedsReset("virtio-net receive: \(error)")
-        }
-    }
-
-    /// Copies the frame in hand into receive chains: as many as it needs with
-    /// mergeable buffers (num_buffers says how many), else exactly one.
-    private func place(_ length: Int, context: VirtioDeviceContext) throws -> Placement {
-        let queue = context.queues[Self.rxQueue]
-        let mergeable = context.hasFeature(Feature.mergeableRxBuffers)
-        var chains: [DescriptorChain] = []
-        var room: UInt64 = 0
-        while room < UInt64(length) {
-            // Even the whole ring cannot hold this frame (tiny mergeable buffers): drop it
-            // rather than wait for buffers that can never come.
-            if chains.count >= Int(queue.size) {
-                queue.undoPop(UInt16(chains.count))
-                return .dropped
-            }
-            guard let chain = try queue.popAvailable() else {
-                queue.undoPop(UInt16(chains.count))
-                return .noBuffers
-            }
-            // Already taken from the ring and not answerable in order: only a reset helps.
-            if let fault = chain.fault { throw fault }
-            guard chain.readable.isEmpty, !chain.writable.isEmpty else { throw VirtqueueError.readableAfterWritable }
-            chains.append(chain)
-            room += chain.writable.totalLength
-            if !mergeable { break }
-        }
-        guard room >= UInt64(length) else {
-            // Without mergeable buffers the driver must post buffers for the largest
-            // frame it negotiated; this one cannot fit, so it is dropped and the buffer kept.
-            queue.undoPop(UInt16(chains.count))
-            return .dropped
-        }
-        frame.storeBytes(of: UInt16(chains.count).littleEndian, toByteOffset: 10, as: UInt16.self) // num_buffers
-        var offset = 0
-        for chain in chains {
-            let n = min(Int(chain.writable.totalLength), length - offset)
-            try chain.writable.write(to: context.memory, from: UnsafeRawBufferPointer(rebasing: frame[offset..<(offset + n)]))
-            try queue.addUsed(head: chain.head, length: UInt32(n))
-            offset += n
-        }
-        return .placed
-    }
-
-    // MARK: - Transmit (guest → TAP)
-
-    private func transmit() {
-        guard let context, !context.isBroken, context.queues[Self.txQueue].isReady else { return }
-        let queue = context.queues[Self.txQueue]
-        var sentAny = false
-        do {
-            repeat {
-                try queue.disableNotification()
-                while let chain = try queue.popAvailable() {
-                    send(chain, memory: context.memory)
-                    try queue.addUsed(head: chain.head, length: 0)
-                    sentAny = true
-                }
-            } while try queue.enableNotification()
-        } catch {
-            context.deviceNeedsReset("virtio-net transmit: \(error)")
-        }
-        if sentAny { context.signalUsed(queue: Self.txQueue) }
-    }
-
-    /// Writes one frame (vnet header + packet, gathered from the readable buffers).
-    /// A malformed chain or a TAP error drops the frame: the guest only learns that
-    /// the buffer is free again, as with a real NIC.
-    private func send(_ chain: DescriptorChain, memory: GuestMemory) {
-        let readable = chain.readable
-        guard chain.fault == nil, readable.totalLength > UInt64(Tap.vnetHeaderSize),
-              readable.totalLength <= UInt64(Self.maxFrame),
-              let buffers = try? readable.hostBuffers(in: memory)
-        else { txDropped += 1; return }
-        do {
-            // SAFETY: checked views of guest RAM, used synchronously by writev.
-            try tap.write(buffers.map { UnsafeRawBufferPointer($0) })
-            txFrames += 1
-        } catch {
-            txDropped += 1
         }
     }
 }

@@ -10,6 +10,9 @@ import Synchronization
 public final class SplitQueue: @unchecked Sendable {
     public private(set) var state: QueueState
     public let memory: GuestMemory
+    /// Used elements added but not yet published in used.idx (`addUsed(publish: false)`);
+    /// never true between device callbacks, so it is not part of `state`.
+    private var unpublished = false
 
     /// A fresh, unconfigured queue.
     public init(maxSize: UInt16, memory: GuestMemory) {
@@ -31,6 +34,7 @@ public final class SplitQueue: @unchecked Sendable {
         }
         let previous = state
         state = saved
+        unpublished = false
         if saved.ready {
             do { try validate() } catch { state = previous; throw error }
         }
@@ -47,6 +51,7 @@ public final class SplitQueue: @unchecked Sendable {
     /// Back to the state after device reset (§2.1.2 / §4.2.2.1).
     public func reset() {
         state = QueueState(maxSize: state.maxSize)
+        unpublished = false
     }
 
     /// Sets the negotiated ring features before the device starts.
@@ -114,16 +119,26 @@ public final class SplitQueue: @unchecked Sendable {
     }
 
     /// Puts `head` in the used ring with `length` bytes written by the device,
-    /// then publishes the new used.idx.
-    public func addUsed(head: UInt16, length: UInt32) throws {
+    /// then publishes the new used.idx, unless `publish` is false: a device that
+    /// completes a batch publishes once with `publishUsed()` (before it returns
+    /// to the event loop, and before `needsNotification`, which does so itself).
+    public func addUsed(head: UInt16, length: UInt32, publish: Bool = true) throws {
         guard state.ready, state.size > 0 else { throw VirtqueueError.notReady }
         let slot = UInt64(state.nextUsed % state.size)
         try store(UInt32(head), state.usedRing, 4 + 8 * slot)
         try store(length, state.usedRing, 8 + 8 * slot)
-        // The element must be visible before the index that publishes it.
-        atomicMemoryFence(ordering: .releasing)
         state.nextUsed &+= 1
+        unpublished = true
+        if publish { try publishUsed() }
+    }
+
+    /// Makes every element added so far visible to the driver (one used.idx store).
+    public func publishUsed() throws {
+        guard unpublished else { return }
+        // The elements must be visible before the index that publishes them.
+        atomicMemoryFence(ordering: .releasing)
         try store(state.nextUsed, state.usedRing, 2)
+        unpublished = false
     }
 
     // MARK: - Notification suppression
@@ -131,6 +146,7 @@ public final class SplitQueue: @unchecked Sendable {
     /// Whether the driver wants an interrupt for the used entries added since the
     /// last one (§2.7.10: `used_event` with EVENT_IDX, else the avail NO_INTERRUPT flag).
     public func needsNotification() throws -> Bool {
+        try publishUsed()
         // Our used.idx store must be visible before we read the driver's suppression fields.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         guard state.eventIdx else {
