@@ -7,8 +7,8 @@ import Synchronization
 /// standard library's uninstrumented slow path, so under contention TSan sees no
 /// happens-before edge between two critical sections and reports a false data race
 /// (docs/security.md, Sanitizers). `withLock` tells TSan about the edge itself: acquire
-/// right after taking the mutex, release right before giving it up, keyed by the address
-/// of the protected value inside the mutex. In a build without TSan both calls do nothing.
+/// right after taking the mutex, release right before giving it up, keyed by the lock's
+/// address. In a build without TSan both calls do nothing.
 public struct Lock<Value: ~Copyable>: ~Copyable {
     @usableFromInline
     let mutex: Mutex<Value>
@@ -23,9 +23,11 @@ public struct Lock<Value: ~Copyable>: ~Copyable {
     public borrowing func withLock<Result: ~Copyable, E: Error>(
         _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result {
-        try mutex.withLock { (value: inout sending Value) throws(E) -> sending Result in
-            // Only a key for TSan's synchronisation object; never dereferenced.
-            let key = withUnsafeMutablePointer(to: &value) { UnsafeRawPointer($0) }
+        // The lock's own address: only a key for TSan's synchronisation object, never
+        // dereferenced. Taken outside the critical section because touching `value`
+        // before the acquire would itself be reported (an inout access is instrumented).
+        let key = withUnsafePointer(to: self) { UnsafeRawPointer($0) }
+        return try mutex.withLock { (value: inout sending Value) throws(E) -> sending Result in
             skiff_tsan_acquire(key)
             defer { skiff_tsan_release(key) }
             return try body(&value)
