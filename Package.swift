@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers, lowest first; a target only imports targets above it in this list.
-//   CKVM, CFileIO, CSeccomp (C shims), Posix → Events, KVM, GuestMemory, Seccomp → X86, Devices,
+//   CKVM, CFileIO, CSeccomp, CTSan (C shims), Posix → Events, KVM, GuestMemory, Seccomp → X86, Devices,
 //   Storage, Network → Virtio → VMState → Migration → VMM → skiff;  API (control plane, no VM imports) → skiff;
 //   SkiffCLI (the command-line parser, imports nothing) → skiff;
 //   Posix, CChaChaPoly → SecureChannel (the encrypted migration stream, no VM imports) → skiff (MigrationTransport)
@@ -31,15 +31,17 @@ let package = Package(
         // libseccomp, linked (Debian's libseccomp-dev): a security feature must not
         // silently disappear on a host without it, so the build needs it.
         .target(name: "CSeccomp", linkerSettings: [.linkedLibrary("seccomp")]),
+        // ThreadSanitizer happens-before annotations for Posix's `Lock` (no-ops without TSan).
+        .target(name: "CTSan"),
 
-        // errno-carrying errors, the EINTR-retry wrapper, EventFD.
-        .target(name: "Posix", dependencies: ["CKVM"]),
+        // errno-carrying errors, the EINTR-retry wrapper, EventFD, Lock (a TSan-aware Mutex).
+        .target(name: "Posix", dependencies: ["CKVM", "CTSan"]),
         // The device event loop (epoll) and joinable threads.
         .target(name: "Events", dependencies: ["CKVM", "Posix"]),
 
         .target(name: "KVM", dependencies: ["CKVM", "Posix"]),
         // Per-thread-role system call filters (`--seccomp`); see docs/security.md.
-        .target(name: "Seccomp", dependencies: ["CSeccomp", "CKVM"]),
+        .target(name: "Seccomp", dependencies: ["CSeccomp", "CKVM", "Posix"]),
         .target(name: "GuestMemory", dependencies: ["CKVM"]),
         .target(name: "X86", dependencies: ["GuestMemory"]),
         .target(name: "Devices", dependencies: ["CKVM", "Posix"]),
@@ -88,8 +90,8 @@ let package = Package(
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "X86Tests", dependencies: ["X86", "GuestMemory"]),
-        .testTarget(name: "DevicesTests", dependencies: ["Devices"]),
-        .testTarget(name: "EventsTests", dependencies: ["Events", "Posix"]),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices", "Posix"]),
+        .testTarget(name: "EventsTests", dependencies: ["Events", "Posix", "CTSan"]),
         .testTarget(name: "StorageTests", dependencies: [
             "Storage", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),

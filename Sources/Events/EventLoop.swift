@@ -1,7 +1,6 @@
 import CKVM
 import Foundation
 import Posix
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,7 +30,7 @@ public final class EventLoop: Sendable {
         var stopping = false
         var onFailure: (@Sendable (Failure) -> Void)?
     }
-    private let shared = Mutex(Shared())
+    private let shared = Lock(Shared())
     /// Called on the loop thread when the loop ends because epoll failed.
     public var onFailure: (@Sendable (Failure) -> Void)? {
         get { shared.withLock { $0.onFailure } }

@@ -1,5 +1,5 @@
 import CSeccomp
-import Synchronization
+import Posix
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,7 +19,7 @@ enum SeccompPrograms {
     }
 
     // Sound because: filled under the mutex; a program, once stored, is never changed.
-    private static let programs = Mutex<[Key: [UInt8]]>([:])
+    private static let programs = Lock<[Key: [UInt8]]>([:])
 
     static func program(_ role: SeccompRole, mode: SeccompMode) -> [UInt8]? {
         programs.withLock { $0[Key(role: role, mode: mode)] }

@@ -1,5 +1,4 @@
 import Posix
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -39,7 +38,7 @@ public final class SecureChannel: ByteStream, @unchecked Sendable {
     }
 
     private let io: SocketIO
-    private let state = Mutex(State.open)
+    private let state = Lock(State.open)
     /// False once a failed handshake hands the socket back to its caller.
     private var ownsSocket = true
 

@@ -1,8 +1,8 @@
 import API
 import Foundation
 import Migration
+import Posix
 import SkiffCLI
-import Synchronization
 
 /// `skiff migrate --api-socket PATH (--migration-key FILE | --insecure-migration) tcp:HOST:PORT`:
 /// `vm.send-migration` to the skiff serving the socket, a progress line on stderr
@@ -105,7 +105,7 @@ struct MigrateCommand {
 
 /// The PUT's outcome, handed from its thread to the main one.
 private final class OutcomeBox: Sendable {
-    private let stored = Mutex<Result<APIClient.Response, Error>?>(nil)
+    private let stored = Lock<Result<APIClient.Response, Error>?>(nil)
     var value: Result<APIClient.Response, Error>? { stored.withLock { $0 } }
     func set(_ r: Result<APIClient.Response, Error>) { stored.withLock { $0 = r } }
 }

@@ -1,3 +1,4 @@
+import Posix
 import Synchronization
 import Testing
 @testable import Devices
@@ -17,7 +18,7 @@ final class CountingInterrupt: InterruptLine {
 
 /// Collects what a device transmits (from whichever thread it runs on).
 final class ByteSink: Sendable {
-    private let collected = Mutex<[UInt8]>([])
+    private let collected = Lock<[UInt8]>([])
     var bytes: [UInt8] { collected.withLock { $0 } }
     func append(_ byte: UInt8) { collected.withLock { $0.append(byte) } }
 }
@@ -151,7 +152,7 @@ struct LegacyDeviceTests {
 
 struct BusTests {
     final class Recorder: BusDevice {
-        private let last = Mutex<UInt64?>(nil)
+        private let last = Lock<UInt64?>(nil)
         var lastOffset: UInt64? { last.withLock { $0 } }
         func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) { last.withLock { $0 = offset }; data[0] = 7 }
         func write(offset: UInt64, data: UnsafeRawBufferPointer) { last.withLock { $0 = offset } }

@@ -1,4 +1,5 @@
 import Foundation
+import Posix
 import Synchronization
 import Testing
 @testable import Events
@@ -24,7 +25,7 @@ struct EventLoopTests {
     /// loop ends and reports it (it used to return silently).
     @Test func anEpollFailureIsReported() throws {
         let loop = try EventLoop()
-        let reported = Mutex<EventLoop.Failure?>(nil)
+        let reported = Lock<EventLoop.Failure?>(nil)
         let done = DispatchSemaphore(value: 0)
         loop.onFailure = { failure in
             reported.withLock { $0 = failure }

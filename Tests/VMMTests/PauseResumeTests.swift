@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Posix
 import Testing
 @testable import VMM
 
@@ -26,7 +26,7 @@ struct PauseResumeTests {
 
     /// The guest's serial output, line by line.
     final class Console: Sendable {
-        private let text = Mutex<[UInt8]>([])
+        private let text = Lock<[UInt8]>([])
         func append(_ byte: UInt8) { text.withLock { $0.append(byte) } }
         var counts: [UInt64] {
             let s = text.withLock { String(decoding: $0, as: UTF8.self) }
@@ -45,7 +45,7 @@ struct PauseResumeTests {
         let config = MachineConfig(kernelPath: try countFirmware(), commandLine: "count.every=\(every)",
                                    cpuCount: cpus, memorySize: 64 << 20)
         let machine = try Machine(config: config, output: { console.append($0) })
-        let result = Mutex<MachineExit?>(nil)
+        let result = Lock<MachineExit?>(nil)
         let done = DispatchSemaphore(value: 0)
         Thread {
             let exit = machine.run(attachConsole: false)

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Posix
 import Testing
 @testable import VMM
 import Virtio
@@ -13,7 +13,7 @@ import VMState
 struct SnapshotRestoreTests {
     /// The guest's serial output as text.
     final class Output: Sendable {
-        private let bytes = Mutex<[UInt8]>([])
+        private let bytes = Lock<[UInt8]>([])
         func append(_ byte: UInt8) { bytes.withLock { $0.append(byte) } }
         var text: String { bytes.withLock { String(decoding: $0, as: UTF8.self) } }
         var newlines: Int { bytes.withLock { $0.filter { $0 == 0x0A }.count } }
@@ -29,7 +29,7 @@ struct SnapshotRestoreTests {
 
     /// Runs `machine` on its own thread; returns a wait for its exit.
     static func start(_ machine: Machine, startPaused: Bool = false) -> () -> MachineExit {
-        let result = Mutex<MachineExit?>(nil)
+        let result = Lock<MachineExit?>(nil)
         let done = DispatchSemaphore(value: 0)
         Thread {
             let exit = machine.run(attachConsole: false, startPaused: startPaused)

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Posix
 @testable import VMM
 
 /// Helpers for the snapshot tests: the built `skiff` binary run as a child,
@@ -89,7 +89,7 @@ enum SnapshotSupport {
         process.standardOutput = out
         process.standardError = err
         process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
-        let collected = Mutex<(out: Data, err: Data, first: Double?)>((Data(), Data(), nil))
+        let collected = Lock<(out: Data, err: Data, first: Double?)>((Data(), Data(), nil))
         let started = Date()
         out.fileHandleForReading.readabilityHandler = { h in
             let d = h.availableData

@@ -1,4 +1,4 @@
-import Synchronization
+import Posix
 
 /// Routes guest port I/O or MMIO accesses to the device registered at an address.
 public final class Bus: Sendable {
@@ -22,7 +22,7 @@ public final class Bus: Sendable {
 
     /// Sorted by base; the lock is held only to search or insert (every port I/O
     /// and MMIO exit resolves here, so never while a device runs).
-    private let entries = Mutex<[(range: Range, device: any BusDevice)]>([])
+    private let entries = Lock<[(range: Range, device: any BusDevice)]>([])
 
     public init() {}
 

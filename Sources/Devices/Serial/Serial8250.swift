@@ -1,4 +1,4 @@
-import Synchronization
+import Posix
 
 /// A 16550A-compatible UART (the 8250 family), enough for Linux's 8250 driver
 /// and simple firmware: transmit goes straight to an output sink, receive
@@ -41,8 +41,8 @@ public final class Serial8250: BusDevice {
         set { drainedHandler.withLock { $0 = newValue } }
     }
 
-    private let state = Mutex(State())
-    private let drainedHandler = Mutex<(@Sendable () -> Void)?>(nil)
+    private let state = Lock(State())
+    private let drainedHandler = Lock<(@Sendable () -> Void)?>(nil)
     private let output: @Sendable (UInt8) -> Void
     private let interrupt: (any InterruptLine)?
 

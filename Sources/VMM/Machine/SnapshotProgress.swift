@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Posix
 
 /// How far a snapshot has got, updated by the thread writing it and read by
 /// the control API (`vm.info`), so a client can show progress for a large
@@ -22,10 +22,10 @@ public final class SnapshotProgress: Sendable {
     }
 
     private let started = ContinuousClock.now
-    private let state: Mutex<State>
+    private let state: Lock<State>
 
     init(memoryBytes: UInt64) {
-        state = Mutex(State(report: Report(phase: .disks, memoryBytes: memoryBytes, memoryBytesScanned: 0,
+        state = Lock(State(report: Report(phase: .disks, memoryBytes: memoryBytes, memoryBytesScanned: 0,
                                            memoryBytesWritten: 0, diskBytesCopied: 0, elapsed: .zero)))
     }
 

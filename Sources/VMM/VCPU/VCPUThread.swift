@@ -3,6 +3,7 @@ import Devices
 import Events
 import Foundation
 import KVM
+import Posix
 import Seccomp
 import Synchronization
 
@@ -17,7 +18,7 @@ final class VCPUThread: Sendable {
     private let gate: VCPUGate
     private let onExit: @Sendable (MachineExit) -> Void
     /// Set by `start`, taken by `join`; `kick` signals it with the lock held, so never after the join.
-    private let thread = Mutex<JoinableThread?>(nil)
+    private let thread = Lock<JoinableThread?>(nil)
     /// KVM_RUN exits handled so far (for `vm.info`).
     let exits = Atomic<UInt64>(0)
 
