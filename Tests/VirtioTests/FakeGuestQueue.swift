@@ -12,6 +12,7 @@ final class FakeGuestQueue {
     let usedRing: UInt64
     private(set) var availIdx: UInt16 = 0
     private var nextFree: UInt16 = 0
+    private var usedSeen: UInt16 = 0
 
     /// Lays the rings out from `base` (page-aligned pieces, zeroed).
     init(memory: GuestMemory, size: UInt16, base: UInt64) throws {
@@ -97,6 +98,22 @@ final class FakeGuestQueue {
     func usedElement(_ i: UInt16) throws -> (id: UInt32, length: UInt32) {
         let at = usedRing + 4 + 8 * UInt64(i % size)
         return (try memory.load(UInt32.self, from: GuestAddress(at)), try memory.load(UInt32.self, from: GuestAddress(at + 4)))
+    }
+
+    /// Used-ring entries the device added since the last call: (head, length).
+    func takeUsed() throws -> [(head: UInt32, length: UInt32)] {
+        var out: [(UInt32, UInt32)] = []
+        while usedSeen != usedIdx {
+            out.append(try usedElement(usedSeen))
+            usedSeen &+= 1
+        }
+        return out
+    }
+
+    /// The bytes the device wrote into the first buffer of chain `head`.
+    func firstBufferBytes(_ element: (head: UInt32, length: UInt32)) throws -> [UInt8] {
+        let address = try memory.load(UInt64.self, from: GuestAddress(descriptorTable + 16 * UInt64(element.head)))
+        return try memory.read(from: GuestAddress(address), count: Int(element.length))
     }
 
     func setAvailFlags(_ flags: UInt16) throws { try memory.store(flags, to: GuestAddress(availRing)) }

@@ -20,7 +20,6 @@ final class FakeTapHarness {
     let driver: FakeDriver
     let rx: FakeGuestQueue
     let tx: FakeGuestQueue
-    private var rxSeen: UInt16 = 0
 
     init(features: UInt64) throws {
         var fds: [Int32] = [-1, -1]
@@ -68,19 +67,9 @@ final class FakeTapHarness {
         if notify { driver.write32(0x50, 0) }
     }
 
-    func takeReceived() throws -> [(head: UInt32, length: UInt32)] {
-        var out: [(UInt32, UInt32)] = []
-        while rxSeen != rx.usedIdx {
-            out.append(try rx.usedElement(rxSeen))
-            rxSeen &+= 1
-        }
-        return out
-    }
+    func takeReceived() throws -> [(head: UInt32, length: UInt32)] { try rx.takeUsed() }
 
-    func receivedBytes(_ element: (head: UInt32, length: UInt32)) throws -> [UInt8] {
-        let address = try memory.load(UInt64.self, from: GuestAddress(rx.descriptorTable + 16 * UInt64(element.head)))
-        return try memory.read(from: GuestAddress(address), count: Int(element.length))
-    }
+    func receivedBytes(_ element: (head: UInt32, length: UInt32)) throws -> [UInt8] { try rx.firstBufferBytes(element) }
 
     func onLoop<T>(_ body: () -> T) -> T {
         transport.lock.lock(); defer { transport.lock.unlock() }

@@ -55,7 +55,6 @@ final class NetHarness {
     let ctrl: FakeGuestQueue
     let features: UInt64
     private var txSlot: UInt64 = 0
-    private var rxSeen: UInt16 = 0
 
     init(features: UInt64) throws {
         self.features = features
@@ -127,20 +126,10 @@ final class NetHarness {
     }
 
     /// Receive-queue entries the device returned since the last call: (head, length).
-    func takeReceived() throws -> [(head: UInt32, length: UInt32)] {
-        var out: [(UInt32, UInt32)] = []
-        while rxSeen != rx.usedIdx {
-            out.append(try rx.usedElement(rxSeen))
-            rxSeen &+= 1
-        }
-        return out
-    }
+    func takeReceived() throws -> [(head: UInt32, length: UInt32)] { try rx.takeUsed() }
 
     /// The bytes the device wrote in receive buffer `head` (the fake queue's layout).
-    func receivedBytes(_ element: (head: UInt32, length: UInt32)) throws -> [UInt8] {
-        let address = try memory.load(UInt64.self, from: GuestAddress(rx.descriptorTable + 16 * UInt64(element.head)))
-        return try memory.read(from: GuestAddress(address), count: Int(element.length))
-    }
+    func receivedBytes(_ element: (head: UInt32, length: UInt32)) throws -> [UInt8] { try rx.firstBufferBytes(element) }
 
     func onLoop<T>(_ body: () -> T) -> T {
         transport.lock.lock(); defer { transport.lock.unlock() }
