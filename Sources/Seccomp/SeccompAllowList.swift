@@ -46,6 +46,10 @@ public struct SeccompAllowList: Sendable {
         "newfstatat", "fstat",                                    // localtime_r checks /etc/localtime; stdio's first write
         "clock_gettime", "clock_nanosleep", "nanosleep",          // clocks (when the vDSO is not used), usleep
         "sched_yield", "gettid", "getpid",
+        // glibc's malloc sizes its arena limit from the CPU count (get_nprocs reads the
+        // affinity mask) the first time a thread needs an arena of its own, which under
+        // contention can come after the filters are on (TeardownTests on a busy host).
+        "sched_getaffinity",
         "exit", "exit_group", "restart_syscall",
     ]
 
