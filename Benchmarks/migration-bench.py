@@ -8,8 +8,10 @@ The guest is the `count` firmware (a CPL3 loop printing `count N` every
 `count.every` increments; here every 2x10^6, a line every few milliseconds),
 idle with 256 MiB and 1 GiB of RAM (4 GiB with --sizes), and a memory-dirtying
 one (256 MiB, `count.dirty=32`: 32 MiB rewritten round-robin, a page every 64
-increments, its pages checked before every line; --dirty to change). For each configuration, over N runs (alternating VMMs, so drift
-hits all alike):
+increments, its pages checked before every line; --dirty to change), and a
+filled one (1 GiB, `count.fill=960`: 960 MiB written once at start and never
+again, so all of it crosses the wire exactly once; --filled to change). For
+each configuration, over N runs (alternating VMMs, so drift hits all alike):
   * total: the VMM's own figure (Skiff: the `migrated: total ...` summary of
     `skiff migrate`; QEMU: `query-migrate`'s total-time);
   * downtime, VMM: as each VMM reports it (Skiff: pause -> destination running;
@@ -25,13 +27,14 @@ hits all alike):
     framing; QEMU: ram.transferred);
   * throughput: bytes / total. An idle guest's RAM is mostly never-touched
     (Skiff skips it, QEMU sends a zero-page marker), so its figure is dominated
-    by fixed costs; the dirtying guest's is the meaningful one.
+    by fixed costs; the filled guest's is the stream's own throughput, the
+    dirtying guest's what a busy guest gets.
 Prints medians (min-max) side by side with the ratio Skiff/QEMU (against
 QEMU's default downtime limit). QEMU runs with its defaults (no auto-converge);
 a QEMU migration still going after 60 s is cancelled and counted as not
 finished ("[k/N]" after a cell: only k of N runs finished).
 
-    Benchmarks/migration-bench.py [--runs N] [--sizes 256M,1G] [--skiff PATH] [--baseline PATH] [--no-qemu]
+    Benchmarks/migration-bench.py [--runs N] [--sizes 256M,1G] [--dirty RAM:OPTS] [--filled RAM:OPTS] [--skiff PATH] [--baseline PATH] [--no-qemu]
 
 For idle guests it also prints Skiff's switch-over step by step, from both
 processes' `--log-level info` lines: pause, last pages, state read, state
@@ -241,6 +244,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--sizes", default="256M,1G")
     ap.add_argument("--dirty", default="256M:count.dirty=32", help="RAM:options of the dirtying guest ('' for none)")
+    ap.add_argument("--filled", default="1G:count.fill=960",
+                    help="RAM:options of the filled guest, whose RAM is all sent once ('' for none)")
     ap.add_argument("--skiff", default=os.path.join(REPO, ".build", "release", "skiff"))
     ap.add_argument("--baseline", help="another skiff binary to compare, in the same run")
     ap.add_argument("--no-qemu", action="store_true", help="Skiff only (quicker; no ratios)")
@@ -257,6 +262,9 @@ def main():
     if args.dirty:
         memory, options = args.dirty.split(":", 1)
         configs.append((memory, "dirty " + options.replace("count.dirty=", "") + " MiB", options))
+    if args.filled:
+        memory, options = args.filled.split(":", 1)
+        configs.append((memory, "filled " + options.replace("count.fill=", "") + " MiB", options))
     vmms = [("skiff key", lambda m, x, w: skiff_round(args.skiff, elf, m, x, key, w)),
             ("skiff plain", lambda m, x, w: skiff_round(args.skiff, elf, m, x, None, w)),
             ("QEMU", lambda m, x, w: qemu_round(elf, m, x, None, w)),
