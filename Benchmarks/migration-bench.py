@@ -25,6 +25,8 @@ each configuration, over N runs (alternating VMMs, so drift hits all alike):
     must continue (destination's first = source's last + every) or the run fails;
   * bytes: what went over the wire (Skiff: the summary's bytes, including
     framing; QEMU: ram.transferred);
+  * dest. CPU: CPU seconds of the destination's threads that run no guest
+    code (receiving the stream, and its small set-up), per GiB sent;
   * throughput: bytes / total. An idle guest's RAM is mostly never-touched
     (Skiff skips it, QEMU sends a zero-page marker), so its figure is dominated
     by fixed costs; the filled guest's is the stream's own throughput, the
@@ -161,6 +163,21 @@ def breakdown(src_err, dst_err):
     return s[:5] + d + s[5:]
 
 
+def device_cpu(pid):
+    """CPU seconds (user + system) of the process's threads that ran no guest code:
+    on a destination, receiving the stream (plus its small set-up)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[40]) == 0:  # guest_time (field 43): 0 for every thread but the vCPUs'
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def skiff_round(skiff, elf, memory, extra, key, work):
     sock, err = os.path.join(work, "src.sock"), os.path.join(work, "dst.err")
     src_err = os.path.join(work, "src.err")
@@ -184,7 +201,7 @@ def skiff_round(skiff, elf, memory, extra, key, work):
             raise RuntimeError("the source did not exit 0")
         stall, period = guest_figures(s, d, True)
         return (float(m.group(1)) / 1000, float(m.group(2)) / 1000, stall, period, int(m.group(3)),
-                breakdown(src_err, err))
+                breakdown(src_err, err), device_cpu(dst.pid))
     finally:
         stop(src)
         stop(dst)
@@ -225,7 +242,8 @@ def qemu_round(elf, memory, extra, downtime_ms, work):
             raise RuntimeError(f"QEMU migrate: {info}")
         qmp.close()
         stall, period = guest_figures(s, d, False)
-        return info["total-time"] / 1000, info["downtime"] / 1000, stall, period, info["ram"]["transferred"], None
+        return (info["total-time"] / 1000, info["downtime"] / 1000, stall, period, info["ram"]["transferred"], None,
+                device_cpu(dst.pid))
     finally:
         stop(src)
         stop(dst)
@@ -289,10 +307,11 @@ def main():
                         shutil.rmtree(work, ignore_errors=True)
             rows = [("total (ms)", 0, 1000.0, "{:.1f}"), ("downtime, VMM (ms)", 1, 1000.0, "{:.2f}"),
                     ("stall, guest (ms)", 2, 1000.0, "{:.2f}"), ("line period (ms)", 3, 1000.0, "{:.2f}"),
-                    ("bytes (MiB)", 4, 1 / 1048576, "{:.1f}"), ("throughput (MiB/s)", None, 1.0, "{:.0f}")]
+                    ("bytes (MiB)", 4, 1 / 1048576, "{:.1f}"), ("throughput (MiB/s)", "rate", 1.0, "{:.0f}"),
+                    ("dest. CPU (s/GiB)", "cpu", 1.0, "{:.2f}")]
+            figure = {"rate": lambda r: r[4] / 1048576 / r[0], "cpu": lambda r: r[6] / (r[4] / 2**30)}
             for row, i, scale, fmt in rows:
-                col = {n: ([r[4] / 1048576 / r[0] for r in rs if r] if i is None else [r[i] for r in rs if r])
-                       for n, rs in results.items()}
+                col = {n: [figure[i](r) if isinstance(i, str) else r[i] for r in rs if r] for n, rs in results.items()}
                 med = {n: statistics.median(v) if v else None for n, v in col.items()}
                 ratio = lambda n: f"{med[n] / med['QEMU']:.2f}" if med[n] is not None and med.get("QEMU") else "-"
                 print(f"{memory + ' ' + label:<20}{row:<22}"
