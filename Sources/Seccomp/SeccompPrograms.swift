@@ -12,20 +12,23 @@ import Glibc
 /// which took about a millisecond for the baseline; a migrated-in VM paid that
 /// between the source's `commit` and its guest running again.)
 enum SeccompPrograms {
-    struct Key: Hashable {
-        let role: SeccompRole
-        let mode: SeccompMode
+    // Sound because: filled under the mutex; a program, once stored, is never changed.
+    // One slot per (role, mode), not a Dictionary: a dictionary's first use built its
+    // generic metadata and conformances at start-up (0.4 M instructions).
+    private static let programs = Lock<[[sock_filter]?]>(Array(repeating: nil, count: slotCount))
+
+    private static let slotCount = SeccompRole.allCases.count * SeccompMode.allCases.count
+
+    private static func slot(_ role: SeccompRole, _ mode: SeccompMode) -> Int {
+        SeccompRole.allCases.firstIndex(of: role)! * SeccompMode.allCases.count + SeccompMode.allCases.firstIndex(of: mode)!
     }
 
-    // Sound because: filled under the mutex; a program, once stored, is never changed.
-    private static let programs = Lock<[Key: [sock_filter]]>([:])
-
     static func program(_ role: SeccompRole, mode: SeccompMode) -> [sock_filter]? {
-        programs.withLock { $0[Key(role: role, mode: mode)] }
+        programs.withLock { $0[slot(role, mode)] }
     }
 
     static func store(_ program: [sock_filter], role: SeccompRole, mode: SeccompMode) {
-        programs.withLock { $0[Key(role: role, mode: mode)] = program }
+        programs.withLock { $0[slot(role, mode)] = program }
     }
 
     /// Loads a compiled program on the calling thread (on all threads with `tsync`).
