@@ -62,36 +62,42 @@ enum SeccompCompiler {
         return builder.instructions
     }
 
-    /// The list's rules by system call number, one per number.
+    /// The list's rules by system call number, one per number. (A table indexed by
+    /// number rather than a sort: sorting the rules cost more than all the rest.)
     private static func resolve(_ list: SeccompAllowList, role: SeccompRole) throws -> [Rule] {
-        var rules: [Rule] = []
-        rules.reserveCapacity(list.systemCalls.count + list.refused.count + 1)
+        var actions = [Action?](repeating: nil, count: 512)  // every x86-64 number is below 512
+        var count = 0
         func add(_ name: String, _ action: Action) throws {
-            guard let nr = number(name) else {
+            let nr = name.withCString { Int(cseccomp_syscall_number($0)) }
+            guard actions.indices.contains(nr) else {
                 throw SeccompError("seccomp: unknown system call \(name) in the \(role) list")
             }
-            rules.append(Rule(nr: UInt32(nr), action: action))
+            try add(nr, action, name)
+        }
+        func add(_ nr: Int, _ action: Action, _ name: String) throws {
+            switch (actions[nr], action) {
+            case (nil, _):
+                actions[nr] = action
+                count += 1
+            case (.allow, .checkIoctl), (.checkIoctl, .allow):
+                actions[nr] = .allow  // ioctl allowed outright needs no request check
+            case (let known?, _) where known == action:
+                break  // a call listed twice
+            default:
+                throw SeccompError("seccomp: system call \(name) is both allowed and refused in the \(role) list")
+            }
         }
         for name in list.systemCalls { try add(name, .allow) }
         for name in list.refused { try add(name, .refuse) }
         if !list.ioctls.isEmpty || !list.ioctlsOnDescriptor.isEmpty {
-            rules.append(Rule(nr: ioctl, action: .checkIoctl))
+            try add(Int(ioctl), .checkIoctl, "ioctl")
         }
-        // By number; for ioctl allowed outright and by request, the outright rule first.
-        rules.sort { $0.nr != $1.nr ? $0.nr < $1.nr : ($0.action == .allow && $1.action != .allow) }
-        var unique: [Rule] = []
-        unique.reserveCapacity(rules.count)
-        for rule in rules {
-            guard let last = unique.last, last.nr == rule.nr else {
-                unique.append(rule)
-                continue
-            }
-            // A call listed twice is fine; ioctl allowed outright needs no request check.
-            if last.action == rule.action || (last.action == .allow && rule.action == .checkIoctl) { continue }
-            let name = String(cString: cseccomp_syscall_name(Int32(rule.nr)))
-            throw SeccompError("seccomp: system call \(name) is both allowed and refused in the \(role) list")
+        var rules: [Rule] = []
+        rules.reserveCapacity(count)
+        for (nr, action) in actions.enumerated() {
+            if let action { rules.append(Rule(nr: UInt32(nr), action: action)) }
         }
-        return unique
+        return rules
     }
 
     /// Finds A (the call's number) among `rules`, then takes the rule's action.
