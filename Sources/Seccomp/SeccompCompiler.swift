@@ -38,12 +38,6 @@ enum SeccompCompiler {
     private static let chainLength = 3
     private static let ioctl: UInt32 = 16  // __NR_ioctl on x86-64
 
-    /// The number of system call `name`, or nil.
-    static func number(_ name: String) -> Int32? {
-        let nr = cseccomp_syscall_number(name)
-        return nr < 0 ? nil : nr
-    }
-
     static func compile(_ list: SeccompAllowList, role: SeccompRole, mode: SeccompMode) throws -> [sock_filter] {
         let rules = try resolve(list, role: role)
         var builder = BPFProgramBuilder()
