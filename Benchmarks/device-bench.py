@@ -34,7 +34,11 @@ side with the ratio skiff/QEMU. Needs root for the network namespace (net
 figures are skipped otherwise), /dev/kvm, qemu-system-x86_64 and qemu-img.
 
     Benchmarks/device-bench.py [--runs 3] [--secs 2] [--skiff PATH] [--no-qcow2] [--no-net] [--no-blk]
-                               [--net-event-idx]
+                               [--net-event-idx] [--baseline PATH]
+
+With --baseline PATH a second skiff binary (e.g. the release build of the branch
+point) runs too, in the same alternation (skiff, baseline, QEMU), in its own
+column, with the ratio skiff/baseline: before and after figures from one run.
 """
 import argparse, os, re, shlex, signal, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -168,6 +172,13 @@ def commands(skiff, guest, cmdline, disk=None, fmt=None, netns=None, tap=None):
     return {"skiff": s, "qemu": q}
 
 
+def with_baseline(cmds, skiff, baseline):
+    """Adds the same skiff command line run with the baseline binary."""
+    if baseline:
+        cmds["base"] = [baseline if word == skiff else word for word in cmds["skiff"]]
+    return cmds
+
+
 RUNNING = set()
 
 
@@ -221,7 +232,11 @@ def main():
     # This checkout's own release build, wherever the repository lives.
     ap.add_argument("--skiff", default=os.path.join(REPO, ".build", "release", "skiff"),
                     help="the skiff binary (default: .build/release/skiff of this repository)")
+    ap.add_argument("--baseline", metavar="PATH",
+                    help="another skiff binary measured alongside (before/after in one run)")
     args = ap.parse_args()
+    if args.baseline and not os.path.exists(args.baseline):
+        sys.exit(f"device-bench: {args.baseline} is missing")
     if not os.path.exists(args.skiff):
         sys.exit(f"device-bench: {args.skiff} is missing; run `swift build -c release --static-swift-stdlib` first")
     net = not args.no_net
@@ -248,7 +263,8 @@ def main():
             for key, label, cmdline, unit in BLK:
                 if fmt == "qcow2" and key not in QCOW2_KEYS:
                     continue
-                cmd = commands(args.skiff, "blk", f"{cmdline} blk.secs={secs}", disk=path, fmt=fmt)
+                cmd = with_baseline(commands(args.skiff, "blk", f"{cmdline} blk.secs={secs}", disk=path, fmt=fmt),
+                                    args.skiff, args.baseline)
                 figures.append((f"{fmt} {label}", unit, "blk", cmd, False))
         if net:
             state["netns"] = f"devbench{os.getpid()}"
@@ -256,13 +272,14 @@ def main():
             make_netns(state["netns"], tap)
             for extra in ([""] + ([" virtio.event_idx"] if args.net_event_idx else [])):
                 for mode, label in (("tx", "net tx guest->host 1514B"), ("rx", "net rx host->guest 1514B")):
-                    cmd = commands(args.skiff, "net", f"net.bench={mode} net.size=1514 net.secs={secs}{extra}",
-                                   netns=state["netns"], tap=tap)
+                    cmd = with_baseline(commands(args.skiff, "net", f"net.bench={mode} net.size=1514 net.secs={secs}{extra}",
+                                                 netns=state["netns"], tap=tap), args.skiff, args.baseline)
                     figures.append((label + (" EVENT_IDX" if extra else ""), "pps", "net", cmd, mode == "rx"))
         blaster_cmd = ["ip", "netns", "exec", state.get("netns", ""), sys.executable, "-c", BLASTER,
                        "dbtap0", MAC, "1514"]
 
-        results = {f[0]: {"skiff": [], "qemu": []} for f in figures}
+        vmms = ("skiff", "base", "qemu") if args.baseline else ("skiff", "qemu")
+        results = {f[0]: {name: [] for name in vmms} for f in figures}
         failures, notes = {}, set()
         timeout = secs + 60
         # Warm-up: first-run costs (page cache of the binaries, KVM module state).
@@ -275,7 +292,7 @@ def main():
         started = time.monotonic()
         for rep in range(args.runs):
             for label, unit, guest, cmds, blast in figures:
-                for name in ("skiff", "qemu"):
+                for name in vmms:
                     blaster = None
                     if blast:
                         blaster = subprocess.Popen(blaster_cmd, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -306,7 +323,10 @@ def main():
               f"{args.runs} runs each (alternating), {secs} s per run, medians (min-max)")
         print(f"skiff: {args.skiff}; QEMU: {subprocess.run(['qemu-system-x86_64', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}")
         print(f"disk: {args.disk_size} MiB image in the page cache; skiff buffered (I/O threads), QEMU cache=writeback,aio=threads")
-        print(f"{'figure':<44}{'skiff':>26}{'QEMU microvm':>26}{'skiff/QEMU':>12}  goal (#11)")
+        if args.baseline:
+            print(f"baseline: {args.baseline}; loadavg at the end: {' '.join(open('/proc/loadavg').read().split()[:3])}")
+        base_head = f"{'baseline':>26}{'skiff/base':>11}" if args.baseline else ""
+        print(f"{'figure':<44}{'skiff':>26}{base_head}{'QEMU microvm':>26}{'skiff/QEMU':>12}  goal (#11)")
 
         def cell(values):
             if not values:
@@ -319,13 +339,18 @@ def main():
             # goal: (">=" or "<=", ratio) for the skiff/QEMU column, printed with whether it is met.
             s = [r[key] for r in res["skiff"]]
             q = [r[key] for r in res["qemu"]]
+            base = ""
+            if args.baseline:
+                b = [r[key] for r in res["base"]]
+                vb = statistics.median(s) / statistics.median(b) if s and b else None
+                base = f"{cell(b):>26}{(f'{vb:.2f}' if vb is not None else '-'):>11}"
             value = statistics.median(s) / statistics.median(q) if s and q else None
             ratio = f"{value:.2f}" if value is not None else "-"
             mark = ""
             if goal:
                 met = value is not None and (value >= goal[1] if goal[0] == ">=" else value <= goal[1])
                 mark = f"  {goal[0]} {goal[1]:.1f} {'met' if met else 'NOT met'}"
-            print(f"{label:<44}{cell(s):>26}{cell(q):>26}{ratio:>12}{mark}")
+            print(f"{label:<44}{cell(s):>26}{base}{cell(q):>26}{ratio:>12}{mark}")
 
         def blk_goal(label):
             # #11: sequential at least level with QEMU, random at least 1.2x ahead.

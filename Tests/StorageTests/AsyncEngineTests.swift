@@ -3,9 +3,10 @@ import Testing
 @testable import Storage
 
 /// Writes then reads through the engine, waking on the eventfd like the device's epoll loop.
-func engineRoundTrip(path: String, format: DiskFormat, synchronous: Bool, direct: Bool) throws {
+func engineRoundTrip(path: String, format: DiskFormat, synchronous: Bool, direct: Bool, inlineBytes: Int = 0) throws {
     let image = try DiskImageOpener.open(path: path, format: format, direct: direct)
-    let engine = try AsyncDiskEngine(image: image, queueDepth: 8, synchronous: synchronous)
+    // inlineBytes 0 by default: every transfer on the I/O threads (the requests here are small).
+    let engine = try AsyncDiskEngine(image: image, queueDepth: 8, inlineBytes: inlineBytes, synchronous: synchronous)
     #expect(engine.isAsynchronous == !synchronous)
     let count = 20
     let size = 8192
@@ -61,6 +62,13 @@ func engineRoundTrip(path: String, format: DiskFormat, synchronous: Bool, direct
         let dir = TempDir()
         try RawImage.create(path: dir.file("d"), size: 8 << 20)
         try engineRoundTrip(path: dir.file("d"), format: .raw, synchronous: synchronous, direct: false)
+    }
+
+    /// The same with the small requests done inline on the submitting thread.
+    @Test func rawInlineRoundTrip() throws {
+        let dir = TempDir()
+        try RawImage.create(path: dir.file("d"), size: 8 << 20)
+        try engineRoundTrip(path: dir.file("d"), format: .raw, synchronous: false, direct: false, inlineBytes: 16384)
     }
 
     @Test func rawDirectRoundTrip() throws {

@@ -159,9 +159,11 @@ final class EngineDriver {
     private(set) var hostMapped = 0
     var problems: [String] = []
 
-    init(image: DiskImage, depth: Int, synchronous: Bool) throws {
+    /// `inlineBytes` 0: every plain transfer goes to the I/O threads, whatever its
+    /// size (the concurrency these tests are about).
+    init(image: DiskImage, depth: Int, synchronous: Bool, inlineBytes: Int = 0) throws {
         self.image = image
-        engine = try AsyncDiskEngine(image: image, queueDepth: depth, synchronous: synchronous)
+        engine = try AsyncDiskEngine(image: image, queueDepth: depth, inlineBytes: inlineBytes, synchronous: synchronous)
     }
 
     private func noteMapping(_ offset: UInt64, _ length: Int, write: Bool) {

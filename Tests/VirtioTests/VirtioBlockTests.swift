@@ -126,6 +126,47 @@ import Testing
         #expect(h.guest.availEvent == h.guest.availIdx) // asked to be notified at the next request
     }
 
+    /// Large requests go to the I/O threads (which complete them, or hand them to
+    /// the loop when the device lock is busy), small ones are copied by the loop:
+    /// both in one notification, with a flush after them and reads behind it.
+    @Test func inlineAndIOThreadRequestsMixInOneNotification() throws {
+        let h = try BlockHarness(queueSize: 64)
+        let sizes = [65536, 4096, 65536, 512, 32768, 16384, 65536, 8192]
+        var sector: UInt64 = 0
+        var writes: [(sector: UInt64, bytes: [UInt8], status: UInt64)] = []
+        for (i, n) in sizes.enumerated() {
+            let bytes = (0 ..< n).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ i &* 13 &+ 1) }
+            writes.append((sector, bytes, try h.post(type: T.out, sector: sector, out: bytes).status))
+            sector += UInt64(n / 512)
+        }
+        let flush = try h.post(type: T.flush, sector: 0)
+        let interrupts = h.irq.count
+        #expect(h.kickAndWait(for: UInt16(sizes.count + 1)))
+        for w in writes { #expect(try h.memory.load(UInt8.self, from: GuestAddress(w.status)) == S.ok) }
+        #expect(try h.memory.load(UInt8.self, from: GuestAddress(flush.status)) == S.ok)
+        #expect(waitUntil { h.irq.count > interrupts })
+        for w in writes { #expect(try h.fileBytes(at: Int(w.sector * 512), count: w.bytes.count) == w.bytes) }
+        // Read them back, again mixed, in one notification.
+        var reads: [(head: UInt16, data: UInt64, status: UInt64, expected: [UInt8])] = []
+        for w in writes {
+            let r = try h.post(type: T.in, sector: w.sector, inLength: UInt32(w.bytes.count))
+            reads.append((r.head, r.data, r.status, w.bytes))
+        }
+        let before = h.guest.usedIdx
+        #expect(h.kickAndWait(for: UInt16(reads.count)))
+        var lengths: [UInt32: UInt32] = [:]
+        for i in 0 ..< UInt16(reads.count) {
+            let e = try h.guest.usedElement(before &+ i)
+            lengths[e.id] = e.length
+        }
+        for r in reads {
+            #expect(try h.memory.load(UInt8.self, from: GuestAddress(r.status)) == S.ok)
+            #expect(lengths[UInt32(r.head)] == UInt32(r.expected.count) + 1)
+            #expect(try h.memory.read(from: GuestAddress(r.data), count: r.expected.count) == r.expected)
+        }
+        #expect(h.driver.status & VirtioStatus.deviceNeedsReset == 0)
+    }
+
     @Test func badBuffersGetIOErrors() throws {
         let h = try BlockHarness()
         // Data buffer outside guest RAM, status byte fine.

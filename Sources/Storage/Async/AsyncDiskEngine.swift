@@ -16,17 +16,20 @@ import Glibc
 /// How it works: plain data ranges (raw files; allocated qcow2 clusters, whose
 /// guest→host mapping is resolved synchronously from the metadata cache) become
 /// jobs for the engine's I/O threads (`IOWorkerPool`: `preadv`/`pwritev` straight
-/// into/out of the caller's buffers; results signalled on an eventfd). Everything
+/// into/out of the caller's buffers; results signalled on an eventfd, or completed
+/// on the I/O thread itself under the owner's lock: `completeOnIOThreads`). Everything
 /// else — reads through a backing file or of a compressed cluster, writes that
 /// allocate, flush, discard, write-zeroes — runs synchronously inside `submit`.
 /// With `synchronous` (or `SKIFF_AIO=sync`) every request runs that way.
 ///
 /// Guarantees: a completion is never called from inside `submit`; it runs from
-/// `processCompletions()` (or `drain()`), after `completionFD` became readable.
+/// `processCompletions()` (or `drain()`), after `completionFD` became readable, or
+/// on an I/O thread holding the owner's lock (`completeOnIOThreads`).
 /// Flush, discard and write-zeroes first wait for the data I/O in flight, so a
 /// flush covers every write completed before it and a freed cluster is never
-/// reused under an in-flight write. Not thread-safe: one thread owns the engine
-/// and its image (the I/O threads only copy data, and see nothing else).
+/// reused under an in-flight write. Not thread-safe: one thread (or one lock)
+/// owns the engine and its image; the I/O threads only copy data, and touch the
+/// engine only through the owner's lock (`completeOnIOThreads`).
 public final class AsyncDiskEngine {
     public typealias Completion = (Result<Int, StorageError>) -> Void
 
@@ -46,11 +49,25 @@ public final class AsyncDiskEngine {
     private let maxIOCBs: Int
     /// Data requests (not transfers) in flight, bounded by `queueDepth`.
     private var inFlightRequests = 0
+    /// Transfer slots, created at first use and reused (with their iovec arrays):
+    /// a steady stream of requests allocates none.
     private var slots: [Slot?]
     private var freeSlots: [Int]
     private var inFlightIOCBs = 0
     private var backlog: [Operation] = []
     private var ready: [(Completion, Result<Int, StorageError>)] = []
+    /// The request's buffers as iovecs (reused between requests).
+    private var scratch: [iovec] = []
+    /// Jobs of the current `batch`, queued to the pool at its end (one lock, at most
+    /// one wake-up per job).
+    private var pendingJobs: [IOWorkerPool.Job] = []
+    private var batching = 0
+    /// True while an I/O thread runs completions (under the owner's lock).
+    private var completingOnIOThread = false
+    /// Reads and writes up to this many bytes (one host range) are done by the
+    /// submitting thread itself: for a 4 KiB request the hand-over to an I/O thread
+    /// and back (two wake-ups of sleeping threads) costs more than the copy.
+    let inlineBytes: Int
 
     /// One accepted request and what is left of it.
     private final class Operation {
@@ -67,22 +84,31 @@ public final class AsyncDiskEngine {
         }
     }
 
-    /// One queued transfer with the iovec array it points at (which must outlive the I/O;
-    /// the worker may advance it after a short transfer).
+    /// One transfer slot with the iovec array the job points at (which must outlive
+    /// the I/O; the worker may advance it after a short transfer). Reused.
     private final class Slot {
-        let op: Operation
-        let iovecs: UnsafeMutablePointer<iovec>
-        let count: Int
-        let expected: Int
-        init(op: Operation, iovecs: [iovec]) {
+        var op: Operation?
+        private(set) var iovecs: UnsafeMutablePointer<iovec>
+        private var capacity = 4
+        private(set) var count = 0
+        private(set) var expected = 0
+        init() { iovecs = .allocate(capacity: capacity) }
+        deinit { iovecs.deallocate() }
+
+        func fill<C: Collection>(_ op: Operation, _ vectors: C) where C.Element == iovec {
+            if vectors.count > capacity {
+                iovecs.deallocate()
+                capacity = max(vectors.count, capacity * 2)
+                iovecs = .allocate(capacity: capacity)
+            }
             self.op = op
-            count = iovecs.count
-            self.iovecs = .allocate(capacity: max(1, iovecs.count))
-            self.iovecs.initialize(from: iovecs, count: iovecs.count)
-            expected = iovecs.reduce(0) { $0 + $1.iov_len }
-        }
-        deinit {
-            iovecs.deallocate()
+            count = 0
+            expected = 0
+            for v in vectors {
+                (iovecs + count).initialize(to: v)
+                count += 1
+                expected += v.iov_len
+            }
         }
     }
 
@@ -91,7 +117,9 @@ public final class AsyncDiskEngine {
     ///   - ioThreads: threads doing the data transfers (started by `startIOThreads`
     ///     or, failing that, at the first transfer).
     ///   - synchronous: no I/O threads: every request runs inside `submit`.
-    public init(image: DiskImage, queueDepth: Int = 32, ioThreads: Int = 4, synchronous: Bool = false) throws {
+    ///   - inlineBytes: reads and writes up to this size run on the submitting thread.
+    public init(image: DiskImage, queueDepth: Int = 32, ioThreads: Int = 4, inlineBytes: Int = 16384,
+                synchronous: Bool = false) throws {
         guard (1 ... 1024).contains(queueDepth) else {
             throw StorageError(.invalidArgument, "queue depth \(queueDepth) is not in 1...1024")
         }
@@ -109,7 +137,11 @@ public final class AsyncDiskEngine {
         slots = Array(repeating: nil, count: iocbs)
         freeSlots = Array((0 ..< iocbs).reversed())
         let forcedSync = getenv("SKIFF_AIO").map { String(cString: $0) == "sync" } ?? false
-        pool = synchronous || forcedSync ? nil : IOWorkerPool(threads: ioThreads, notifyFD: completion.fileDescriptor)
+        // SKIFF_DISK_IO_THREADS: a measuring knob (device-bench), 1...64.
+        let threads = getenv("SKIFF_DISK_IO_THREADS").flatMap { Int(String(cString: $0)) }.map { min(64, max(1, $0)) } ?? ioThreads
+        // SKIFF_DISK_INLINE_BYTES: likewise (0: every transfer on the I/O threads).
+        self.inlineBytes = getenv("SKIFF_DISK_INLINE_BYTES").flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? inlineBytes
+        pool = synchronous || forcedSync ? nil : IOWorkerPool(threads: threads, notifyFD: completion.fileDescriptor)
     }
 
     deinit {
@@ -132,12 +164,64 @@ public final class AsyncDiskEngine {
         pool?.stop()
     }
 
+    /// Lets the I/O threads complete requests themselves, saving the owner a
+    /// wake-up per batch: the thread that queued the first result calls
+    /// `runLocked(body)`, which must run `body` holding the lock that guards every
+    /// other use of this engine and return true — or return false at once, without
+    /// running it, when that lock is not free (or the owner is going away); the
+    /// eventfd then wakes the owner as usual. It must never wait for the lock: its
+    /// holder may be waiting for the I/O threads (`drain`). Completions then run on
+    /// an I/O thread with that lock held; requests they submit wait for the owner's
+    /// next `processCompletions()`. nil: completions only on the owner's thread.
+    public func completeOnIOThreads(_ runLocked: (@Sendable (_ body: () -> Void) -> Bool)?) {
+        guard let pool else { return }
+        guard let runLocked else { return pool.setOnResults(nil) }
+        let owner = WeakEngine(self)
+        pool.setOnResults {
+            var took = false
+            let locked = runLocked {
+                guard let engine = owner.engine else { return }
+                engine.completeOnIOThread()
+                took = true
+            }
+            return locked && took
+        }
+    }
+
+    /// Runs `body` (which submits requests), then queues its transfers to the I/O
+    /// threads together (one lock, at most one wake-up per job) and runs the
+    /// completions of requests that finished at once (small ones done inline,
+    /// errors) — after `body`, so still never from inside `submit`, and with no
+    /// eventfd round trip.
+    public func batch<T>(_ body: () throws -> T) rethrows -> T {
+        batching += 1
+        defer {
+            batching -= 1
+            if batching == 0 {
+                queuePending()
+                if !completingOnIOThread { runReady() }
+            }
+        }
+        return try body()
+    }
+
     /// Accepts a request; `completion` runs later from `processCompletions()` with
     /// the number of bytes transferred (0 for flush/discard/write-zeroes) or the error.
     public func submit(_ request: DiskIORequest, completion: @escaping Completion) {
         let op = Operation(request, completion)
         outstanding += 1
-        if backlog.isEmpty { start(op) } else { backlog.append(op) }
+        if completingOnIOThread {
+            // Started by the owner, not here: a flush would wait for the I/O threads on one of them.
+            backlog.append(op)
+            self.completion.signal()
+        } else if backlog.isEmpty {
+            start(op)
+            // Finished synchronously: its completion runs at the end of the batch, or
+            // at the next processCompletions().
+            if !ready.isEmpty && batching == 0 { self.completion.signal() }
+        } else {
+            backlog.append(op)
+        }
     }
 
     /// Reaps finished I/O and runs the completions that are ready. Call when
@@ -162,6 +246,29 @@ public final class AsyncDiskEngine {
 
     // MARK: - Internals
 
+    /// The I/O threads' side of `completeOnIOThreads`, with the owner's lock held.
+    private func completeOnIOThread() {
+        completingOnIOThread = true
+        reap(waitForAll: false)
+        runReady()
+        completingOnIOThread = false
+        // Requests waiting for room (or submitted by the completions) start on the owner's thread.
+        if !backlog.isEmpty { completion.signal() }
+    }
+
+    private func queuePending() {
+        guard let pool, !pendingJobs.isEmpty else { return }
+        pendingJobs.withUnsafeBufferPointer { pool.enqueue($0) }
+        pendingJobs.removeAll(keepingCapacity: true)
+    }
+
+    private func slot(_ index: Int) -> Slot {
+        if let slot = slots[index] { return slot }
+        let slot = Slot()
+        slots[index] = slot
+        return slot
+    }
+
     private func start(_ op: Operation) {
         switch op.request {
         case .flush, .discard, .writeZeroes:
@@ -169,20 +276,26 @@ public final class AsyncDiskEngine {
             reap(waitForAll: true)
             finish(op, result: runSynchronously(op.request))
         case .read(let offset, let buffers):
-            startData(op, offset: offset, iovecs: buffers.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }, write: false)
+            scratch.removeAll(keepingCapacity: true)
+            for b in buffers where b.count > 0 { scratch.append(iovec(iov_base: b.baseAddress, iov_len: b.count)) }
+            startData(op, offset: offset, write: false)
         case .write(let offset, let buffers):
-            startData(op, offset: offset,
-                      iovecs: buffers.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) },
-                      write: true)
+            scratch.removeAll(keepingCapacity: true)
+            for b in buffers where b.count > 0 {
+                scratch.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count))
+            }
+            startData(op, offset: offset, write: true)
         }
     }
 
-    private func startData(_ op: Operation, offset: UInt64, iovecs: [iovec], write: Bool) {
+    /// Starts a read or write whose buffers are in `scratch`.
+    private func startData(_ op: Operation, offset: UInt64, write: Bool) {
         guard let pool else { return finish(op, result: runSynchronously(op.request)) }
         if !pool.isStarted {
             do { try pool.start() } catch { return finish(op, result: runSynchronously(op.request)) }
         }
-        let total = iovecs.reduce(0) { $0 + $1.iov_len }
+        var total = 0
+        for v in scratch { total += v.iov_len }
         let extents: [DiskExtent]
         do {
             extents = try image.dataExtents(at: offset, length: UInt64(total), forWrite: write)
@@ -190,8 +303,34 @@ public final class AsyncDiskEngine {
             return finish(op, result: .failure(Self.storageError(error, image)))
         }
         let align = image.ioAlignment
+        // The common case (raw; qcow2 within contiguous clusters): one host range,
+        // one job, no arrays built.
+        if extents.count == 1, extents[0].length == UInt64(total), case .host(let fd, let hostOffset) = extents[0].location,
+           align <= 1, !scratch.isEmpty, scratch.count <= 1024 {
+            if total <= inlineBytes {
+                let moved = scratch.withUnsafeMutableBufferPointer {
+                    IOWorkerPool.transfer(IOWorkerPool.Job(fd: fd, offset: Int64(hostOffset), iovecs: $0.baseAddress!,
+                                                           count: $0.count, write: write, tag: 0))
+                }
+                op.bytes = total
+                return finish(op, result: transferError(op, moved: moved, expected: total).map { .failure($0) } ?? .success(total))
+            }
+            guard !freeSlots.isEmpty, inFlightRequests < queueDepth else {
+                backlog.insert(op, at: 0)
+                return
+            }
+            op.async = true
+            inFlightRequests += 1
+            op.bytes = total
+            op.remaining = 1
+            let index = freeSlots.removeLast()
+            let slot = slot(index)
+            slot.fill(op, scratch)
+            queueJob(IOWorkerPool.Job(fd: fd, offset: Int64(hostOffset), iovecs: slot.iovecs, count: slot.count, write: write, tag: index))
+            return
+        }
         var plan: [(fd: Int32, hostOffset: UInt64, iov: [iovec])] = []
-        var cursor = IovecCursor(iovecs)
+        var cursor = IovecCursor(scratch)
         for extent in extents {
             let pieces = cursor.take(Int(extent.length))
             switch extent.location {
@@ -229,39 +368,45 @@ public final class AsyncDiskEngine {
         inFlightRequests += 1
         op.bytes = total
         op.remaining = plan.count
-        var jobs: [IOWorkerPool.Job] = []
-        jobs.reserveCapacity(plan.count)
-        for entry in plan {
-            let slot = Slot(op: op, iovecs: entry.iov)
-            let index = freeSlots.removeLast()
-            slots[index] = slot
-            jobs.append(IOWorkerPool.Job(fd: entry.fd, offset: Int64(entry.hostOffset), iovecs: slot.iovecs,
-                                         count: slot.count, write: write, tag: index))
+        // Not `batch`: that runs completions, and this is inside `submit`.
+        batching += 1
+        defer {
+            batching -= 1
+            if batching == 0 { queuePending() }
         }
-        inFlightIOCBs += jobs.count
-        pool.enqueue(jobs)
+        do {
+            for entry in plan {
+                let index = freeSlots.removeLast()
+                let slot = slot(index)
+                slot.fill(op, entry.iov)
+                queueJob(IOWorkerPool.Job(fd: entry.fd, offset: Int64(entry.hostOffset), iovecs: slot.iovecs,
+                                          count: slot.count, write: write, tag: index))
+            }
+        }
+    }
+
+    /// Queues one transfer (at the end of the current batch, if any).
+    private func queueJob(_ job: IOWorkerPool.Job) {
+        inFlightIOCBs += 1
+        pendingJobs.append(job)
+        if batching == 0 { queuePending() }
     }
 
     /// Collects finished transfers. `waitForAll` blocks until none is in flight.
     private func reap(waitForAll: Bool) {
         guard let pool else { return }
+        // Jobs of a batch still being built must be queued before anyone waits for them.
+        queuePending()
         while inFlightIOCBs > 0 {
             let results = pool.takeResults(wait: waitForAll)
             if results.isEmpty { break }
             for r in results {
                 let index = r.tag
-                guard index >= 0, index < slots.count, let slot = slots[index] else { continue }
-                slots[index] = nil
+                guard index >= 0, index < slots.count, let slot = slots[index], let op = slot.op else { continue }
+                slot.op = nil
                 freeSlots.append(index)
                 inFlightIOCBs -= 1
-                let op = slot.op
-                if r.result < 0 {
-                    let e = Int32(-r.result)
-                    op.error = op.error ?? StorageError(.io, "\(Self.name(op.request)) failed: \(String(cString: strerror(e)))",
-                                                       path: image.path, errno: e)
-                } else if r.result < slot.expected {
-                    op.error = op.error ?? StorageError(.io, "short \(Self.name(op.request))", path: image.path)
-                }
+                if op.error == nil { op.error = transferError(op, moved: r.result, expected: slot.expected) }
                 op.remaining -= 1
                 if op.remaining == 0 { finish(op) }
             }
@@ -273,7 +418,17 @@ public final class AsyncDiskEngine {
         if op.async { op.async = false; inFlightRequests -= 1 }
         let r = result ?? (op.error.map { .failure($0) } ?? .success(op.bytes))
         ready.append((op.completion, r))
-        completion.signal()
+        // No eventfd write here: every caller runs `ready` next (reap → runReady) or
+        // signals itself (`submit`), so a reaped batch costs no extra wake-up.
+    }
+
+    /// The error of a transfer that moved `moved` bytes (or -errno) of `expected`.
+    private func transferError(_ op: Operation, moved: Int, expected: Int) -> StorageError? {
+        if moved < 0 {
+            let e = Int32(-moved)
+            return StorageError(.io, "\(Self.name(op.request)) failed: \(String(cString: strerror(e)))", path: image.path, errno: e)
+        }
+        return moved < expected ? StorageError(.io, "short \(Self.name(op.request))", path: image.path) : nil
     }
 
     private func pumpBacklog() {
@@ -342,6 +497,13 @@ public final class AsyncDiskEngine {
         case .writeZeroes: return "write-zeroes"
         }
     }
+}
+
+/// Lets the I/O threads' hand-over find the engine without keeping it alive.
+// Sound because: `engine` is a weak reference, only loaded; the engine it gives is used only with the owner's lock held.
+private final class WeakEngine: @unchecked Sendable {
+    weak var engine: AsyncDiskEngine?
+    init(_ engine: AsyncDiskEngine) { self.engine = engine }
 }
 
 /// Walks a list of iovecs, handing out consecutive byte runs as iovec lists.

@@ -9,14 +9,16 @@ import Glibc
 /// Why threads and not libaio: on a buffered file `io_submit` does the page-cache
 /// copy itself, on the submitting thread, so one event loop ended up doing every
 /// copy of every disk. Here the submitter only queues a job; a worker does the
-/// copy, queues the result and signals the engine's eventfd, whose owner reaps
-/// the results and completes the requests on its own thread (ring updates stay
-/// single-threaded). The eventfd is written only when the result queue was empty,
-/// so one wake-up of the owner reaps every transfer finished meanwhile.
+/// copy and queues the result. Then the worker whose result went into an empty
+/// queue hands the results over: through `onResults` when the owner set one (the
+/// engine completes the requests right there, on the worker, under the owner's
+/// lock, if that lock is free at once), otherwise — or when the lock was busy —
+/// by writing the engine's eventfd, whose owner reaps on its own thread. Either
+/// way one hand-over covers every transfer finished meanwhile.
 ///
-/// Sound because: `jobs`, `results`, `waiters`, `idle` and `stopping` are touched only
-/// with `mutex` held; the job's iovec array belongs to the job until its result is
-/// queued (the engine does not read or free it before).
+/// Sound because: `jobs`, `results`, `waiters`, `idle`, `onResults` and `stopping`
+/// are touched only with `mutex` held; the job's iovec array belongs to the job
+/// until its result is queued (the engine does not read or reuse it before).
 final class IOWorkerPool: @unchecked Sendable {
     struct Job {
         let fd: Int32
@@ -47,6 +49,9 @@ final class IOWorkerPool: @unchecked Sendable {
     private var idle = 0
     private var stopping = false
     private var threads: [pthread_t] = []
+    /// Called (without `mutex`) by the worker whose result went into an empty
+    /// queue; true when it took the results, false to have the eventfd written.
+    private var onResults: (@Sendable () -> Bool)?
 
     /// - Parameter notifyFD: an eventfd written (8 bytes, value 1) when results are waiting.
     init(threads: Int, notifyFD: Int32) {
@@ -116,14 +121,21 @@ final class IOWorkerPool: @unchecked Sendable {
         pthread_mutex_unlock(mutex)
     }
 
-    /// Queues jobs for the workers.
-    func enqueue(_ newJobs: [Job]) {
+    /// Sets (or clears) the result hand-over that runs on the workers (see above).
+    func setOnResults(_ handler: (@Sendable () -> Bool)?) {
+        pthread_mutex_lock(mutex)
+        onResults = handler
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Queues jobs for the workers, waking at most one idle worker per job (a
+    /// busy worker looks at the queue before it sleeps, so it needs no wake-up).
+    func enqueue(_ newJobs: UnsafeBufferPointer<Job>) {
+        guard !newJobs.isEmpty else { return }
         pthread_mutex_lock(mutex)
         if jobHead > 0 && jobHead == jobs.count { jobs.removeAll(keepingCapacity: true); jobHead = 0 }
         jobs.append(contentsOf: newJobs)
-        if idle > 0 {
-            if newJobs.count == 1 { pthread_cond_signal(jobReady) } else { pthread_cond_broadcast(jobReady) }
-        }
+        for _ in 0 ..< min(idle, newJobs.count) { pthread_cond_signal(jobReady) }
         pthread_mutex_unlock(mutex)
     }
 
@@ -161,13 +173,25 @@ final class IOWorkerPool: @unchecked Sendable {
             let wasEmpty = results.isEmpty
             results.append(Result(tag: job.tag, result: moved))
             if waiters > 0 { pthread_cond_broadcast(resultReady) }
-            if wasEmpty {
+            // Only the first result into an empty queue hands over: whoever takes the
+            // results takes the later ones too (they were queued before the take).
+            guard wasEmpty else { continue }
+            if let handler = onResults {
+                pthread_mutex_unlock(mutex)
+                let taken = handler()
+                if !taken { Self.notify(notifyFD) }
+                pthread_mutex_lock(mutex)
+            } else {
                 // Outside the lock would do too; inside keeps the owner's wake-ups in order.
-                var one: UInt64 = 1
-                _ = Glibc.write(notifyFD, &one, 8)
+                Self.notify(notifyFD)
             }
         }
         pthread_mutex_unlock(mutex)
+    }
+
+    private static func notify(_ fd: Int32) {
+        var one: UInt64 = 1
+        _ = Glibc.write(fd, &one, 8)
     }
 
     /// Moves all of a job's bytes (the kernel may stop short); a read past the end

@@ -19,11 +19,15 @@ public final class VirtioDeviceContext: @unchecked Sendable {
     public let features: UInt64
     public let eventLoop: EventLoop
     private unowned let transport: VirtioMMIOTransport
+    /// The transport's device lock, held strongly: `tryLocked` runs on threads
+    /// that may still hold this context while the transport goes away.
+    private let deviceLock: NSLock
     private var watched: [Int32] = []
     public private(set) var isActive = true
 
     init(transport: VirtioMMIOTransport, memory: GuestMemory, queues: [SplitQueue], features: UInt64, eventLoop: EventLoop) {
         self.transport = transport
+        deviceLock = transport.lock
         self.memory = memory
         self.queues = queues
         self.features = features
@@ -57,6 +61,18 @@ public final class VirtioDeviceContext: @unchecked Sendable {
 
     /// True once the device asked for a reset: stop processing queues.
     public var isBroken: Bool { transport.needsReset }
+
+    /// For a device's own threads (a disk's I/O threads completing requests):
+    /// runs `body` with the device lock held and returns true if the lock is free
+    /// right now and this context still active; otherwise returns false at once,
+    /// running nothing. Never waits: the lock's holder may be waiting for the caller.
+    public func tryLocked(_ body: () -> Void) -> Bool {
+        guard deviceLock.try() else { return false }
+        defer { deviceLock.unlock() }
+        guard isActive else { return false }
+        body()
+        return true
+    }
 
     /// Watches `fd` on the event loop; `handler` runs with the device lock held and
     /// only while this context is active. Removed automatically at reset.

@@ -1,0 +1,238 @@
+import Foundation
+import Testing
+@testable import Storage
+
+/// Completions on the I/O threads (`completeOnIOThreads`), the eventfd fallback
+/// when the owner's lock is busy, and `batch`.
+@Suite struct AsyncEngineIOThreadTests {
+    /// What the completions saw; its own lock, so that reading it never takes the
+    /// engine's lock (which would make a hand-over fail).
+    final class Tally: @unchecked Sendable {
+        private let lock = NSLock()
+        private var done = 0
+        private var offOwner = 0
+        private var failures = 0
+        let owner = pthread_self()
+
+        func record(_ result: Result<Int, StorageError>) {
+            lock.lock(); defer { lock.unlock() }
+            done += 1
+            if pthread_equal(pthread_self(), owner) == 0 { offOwner += 1 }
+            if case .failure = result { failures += 1 }
+        }
+
+        var counts: (done: Int, offOwner: Int, failures: Int) {
+            lock.lock(); defer { lock.unlock() }
+            return (done, offOwner, failures)
+        }
+    }
+
+    private static func makeEngine(_ dir: TempDir, threads: Int = 2, inlineBytes: Int = 0) throws -> (AsyncDiskEngine, NSLock) {
+        try RawImage.create(path: dir.file("d"), size: 4 << 20)
+        let image = try DiskImageOpener.open(path: dir.file("d"), format: .raw)
+        // inlineBytes 0 (the default here): every transfer goes to the I/O threads.
+        let engine = try AsyncDiskEngine(image: image, queueDepth: 8, ioThreads: threads, inlineBytes: inlineBytes)
+        try engine.startIOThreads()
+        let lock = NSLock()
+        engine.completeOnIOThreads { body in
+            guard lock.try() else { return false }
+            defer { lock.unlock() }
+            body()
+            return true
+        }
+        return (engine, lock)
+    }
+
+    /// Serves the eventfd as the device's event loop does, until `n` completions ran.
+    private static func serve(_ engine: AsyncDiskEngine, _ lock: NSLock, _ tally: Tally, until n: Int) -> Bool {
+        let end = Date().addingTimeInterval(10)
+        while tally.counts.done < n {
+            if Date() > end { return false }
+            var pfd = pollfd(fd: engine.completionFD, events: Int16(POLLIN), revents: 0)
+            if poll(&pfd, 1, 1) == 1 {
+                lock.lock()
+                engine.processCompletions()
+                lock.unlock()
+            }
+        }
+        return true
+    }
+
+    @Test func completionsRunOnTheIOThreadsWhenTheLockIsFree() throws {
+        let dir = TempDir()
+        let (engine, lock) = try Self.makeEngine(dir)
+        let tally = Tally()
+        let size = 16384
+        let count = 40
+        let buffers = (0 ..< count).map { _ in try! AlignedBuffer(count: size) }
+        for i in 0 ..< count {
+            let data = pattern(size, seed: UInt64(i))
+            data.withUnsafeBytes { buffers[i].bytes.copyMemory(from: $0) }
+            // One at a time: the lock is free (but for the instant of the submit) when
+            // the transfer ends, so the I/O thread completes the request itself. If
+            // it ended within that instant, the eventfd brings it here instead.
+            lock.lock()
+            engine.submit(.write(offset: UInt64(i * size), buffers: [UnsafeRawBufferPointer(buffers[i].bytes)])) { tally.record($0) }
+            lock.unlock()
+            #expect(Self.serve(engine, lock, tally, until: i + 1), "write \(i) never completed")
+        }
+        let afterWrites = tally.counts
+        #expect(afterWrites.done == count && afterWrites.failures == 0)
+        // Nearly all on an I/O thread; at least some for certain.
+        #expect(afterWrites.offOwner > 0)
+        let readBack = (0 ..< count).map { _ in try! AlignedBuffer(count: size) }
+        lock.lock()
+        for i in 0 ..< count {
+            engine.submit(.read(offset: UInt64(i * size), buffers: [readBack[i].bytes])) { tally.record($0) }
+        }
+        lock.unlock()
+        // Hand-overs that met the lock while we held it went to the eventfd.
+        #expect(Self.serve(engine, lock, tally, until: 2 * count))
+        let c = tally.counts
+        #expect(c.done == 2 * count && c.failures == 0)
+        lock.lock()
+        #expect(engine.outstanding == 0)
+        lock.unlock()
+        for i in 0 ..< count { #expect(Array(readBack[i].bytes) == pattern(size, seed: UInt64(i))) }
+    }
+
+    @Test func aBusyLockFallsBackToTheEventFD() throws {
+        let dir = TempDir()
+        let (engine, lock) = try Self.makeEngine(dir)
+        let tally = Tally()
+        let buffer = try AlignedBuffer(count: 4096)
+        lock.lock()
+        defer { lock.unlock() }
+        engine.submit(.read(offset: 4096, buffers: [buffer.bytes])) { tally.record($0) }
+        var pfd = pollfd(fd: engine.completionFD, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&pfd, 1, 10_000) == 1, "the I/O thread did not fall back to the eventfd")
+        #expect(tally.counts.done == 0)  // it could not take the lock, so it ran nothing
+        engine.processCompletions()
+        let c = tally.counts
+        #expect(c.done == 1 && c.offOwner == 0 && c.failures == 0)
+        #expect(engine.outstanding == 0)
+    }
+
+    /// A flush submitted by a completion on the only I/O thread would wait for
+    /// that thread: it must go to the owner (eventfd), not deadlock.
+    @Test func requestsSubmittedOnAnIOThreadStartOnTheOwner() throws {
+        let dir = TempDir()
+        let (engine, lock) = try Self.makeEngine(dir, threads: 1)
+        let buffer = try AlignedBuffer(count: 4096)
+        pattern(4096, seed: 7).withUnsafeBytes { buffer.bytes.copyMemory(from: $0) }
+        let owner = pthread_self()
+        // The write's completion runs on the I/O thread unless its transfer ended in
+        // the instant we held the lock to submit; try until it did (nearly always at once).
+        var shown = false
+        for _ in 0 ..< 50 where !shown {
+            let tally = Tally()
+            let writeOnIOThread = NSLock()
+            var onIOThread = false
+            lock.lock()
+            engine.submit(.write(offset: 0, buffers: [UnsafeRawBufferPointer(buffer.bytes)])) { result in
+                writeOnIOThread.lock(); onIOThread = pthread_equal(pthread_self(), owner) == 0; writeOnIOThread.unlock()
+                tally.record(result)
+                engine.submit(.flush) { tally.record($0) }
+            }
+            lock.unlock()
+            #expect(Self.serve(engine, lock, tally, until: 2), "write + flush did not complete (deadlock?)")
+            writeOnIOThread.lock(); let off = onIOThread; writeOnIOThread.unlock()
+            let c = tally.counts
+            #expect(c.done == 2 && c.failures == 0)
+            if off {
+                #expect(c.offOwner == 1)  // the write's; the flush ran here, on the owner
+                shown = true
+            }
+        }
+        #expect(shown, "no write completed on the I/O thread in 50 tries")
+        lock.lock()
+        #expect(engine.outstanding == 0)
+        lock.unlock()
+    }
+
+    /// A batch queues its transfers at its end, but a flush inside it still waits
+    /// for (and covers) the writes before it.
+    @Test(arguments: [false, true]) func batchesKeepFlushOrdering(ioThreadCompletions: Bool) throws {
+        let dir = TempDir()
+        let (engine, lock) = try Self.makeEngine(dir)
+        if !ioThreadCompletions { engine.completeOnIOThreads(nil) }
+        let size = 8192
+        let count = 16
+        let buffers = (0 ..< count).map { i in
+            let b = try! AlignedBuffer(count: size)
+            pattern(size, seed: UInt64(100 + i)).withUnsafeBytes { b.bytes.copyMemory(from: $0) }
+            return b
+        }
+        let readBack = (0 ..< count).map { _ in try! AlignedBuffer(count: size) }
+        let order = NSLock()
+        var events: [String] = []
+        func note(_ s: String) { order.lock(); events.append(s); order.unlock() }
+        lock.lock()
+        engine.batch {
+            for i in 0 ..< count {
+                engine.submit(.write(offset: UInt64(i * size), buffers: [UnsafeRawBufferPointer(buffers[i].bytes)])) {
+                    note((try? $0.get()) == size ? "w" : "w-failed")
+                }
+            }
+            engine.submit(.flush) { note((try? $0.get()) == 0 ? "f" : "f-failed") }
+            for i in 0 ..< count {
+                engine.submit(.read(offset: UInt64(i * size), buffers: [readBack[i].bytes])) {
+                    note((try? $0.get()) == size ? "r" : "r-failed")
+                }
+            }
+        }
+        engine.drain()
+        lock.unlock()
+        order.lock(); let seen = events; order.unlock()
+        #expect(seen.count == 2 * count + 1)
+        // Every write completed before the flush did; the reads came after it.
+        #expect(seen.prefix(count + 1) == ArraySlice(Array(repeating: "w", count: count) + ["f"]))
+        #expect(seen.suffix(count).allSatisfy { $0 == "r" })
+        for i in 0 ..< count { #expect(Array(readBack[i].bytes) == pattern(size, seed: UInt64(100 + i))) }
+    }
+
+    /// Small requests run on the submitting thread, but their completions still wait
+    /// for the end of the batch (or the eventfd), never running inside `submit`.
+    @Test func smallRequestsRunInlineAndCompleteAfterTheBatch() throws {
+        let dir = TempDir()
+        let (engine, lock) = try Self.makeEngine(dir, inlineBytes: 8192)
+        let tally = Tally()
+        let data = pattern(8192, seed: 3)
+        let small = try AlignedBuffer(count: 8192)
+        let large = try AlignedBuffer(count: 16384)
+        data.withUnsafeBytes { small.bytes.copyMemory(from: $0) }
+        lock.lock()
+        defer { lock.unlock() }
+        engine.batch {
+            engine.submit(.write(offset: 0, buffers: [UnsafeRawBufferPointer(small.bytes)])) { tally.record($0) }
+            #expect(tally.counts.done == 0)  // not from inside submit
+        }
+        // Ran inline: complete when the batch ended, on this thread, no I/O thread involved.
+        #expect(tally.counts.done == 1 && tally.counts.offOwner == 0 && tally.counts.failures == 0)
+        // Outside a batch the eventfd brings the completion, as for any request.
+        let readBack = try AlignedBuffer(count: 8192)
+        engine.submit(.read(offset: 0, buffers: [readBack.bytes])) { tally.record($0) }
+        #expect(tally.counts.done == 1)
+        var pfd = pollfd(fd: engine.completionFD, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&pfd, 1, 0) == 1)  // already signalled: it ran inline
+        engine.processCompletions()
+        #expect(tally.counts.done == 2)
+        #expect(Array(readBack.bytes) == data)
+        // Larger than the limit: an I/O thread moves it (lock held: the eventfd brings it back).
+        engine.submit(.read(offset: 0, buffers: [large.bytes])) { tally.record($0) }
+        #expect(poll(&pfd, 1, 10_000) == 1)
+        engine.processCompletions()
+        engine.drain()
+        let c = tally.counts
+        #expect(c.done == 3 && c.failures == 0)
+        #expect(Array(large.bytes.prefix(8192)) == data)
+        // An inline read past the end of the disk is refused, typed, like any other.
+        var failure: StorageError?
+        engine.batch {
+            engine.submit(.read(offset: engine.image.virtualSize - 4096, buffers: [small.bytes])) {
+                if case .failure(let e) = $0 { failure = e }
+            }
+        }
+        #expect(failure?.kind == .outOfBounds)
+    }
+}
