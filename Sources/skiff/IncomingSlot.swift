@@ -1,7 +1,10 @@
-import Foundation
+import Dispatch
 import Migration
 import Posix
 import VMM
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Where `vm.receive-migration` (on the API's control queue) hands a received
 /// VM to `skiff run`'s main thread, which runs it; the request answers once it
@@ -9,7 +12,7 @@ import VMM
 // Sound because: `received` and `busy` are touched only with `lock` held; the received VM is handed over once, to the main thread.
 final class IncomingSlot: @unchecked Sendable {
     let ready: EventFD
-    private let lock = NSLock()
+    private let lock = ThreadLock()
     private var received: IncomingRun.Received?
     private var busy = false
     private let started = DispatchSemaphore(value: 0)

@@ -1,5 +1,7 @@
-import Foundation
 import Posix
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How far a snapshot has got, updated by the thread writing it and read by
 /// the control API (`vm.info`), so a client can show progress for a large
