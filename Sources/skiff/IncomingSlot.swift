@@ -2,9 +2,6 @@ import Dispatch
 import Migration
 import Posix
 import VMM
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Where `vm.receive-migration` (on the API's control queue) hands a received
 /// VM to `skiff run`'s main thread, which runs it; the request answers once it

@@ -1,7 +1,4 @@
 import Logging
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Pause, resume and the other requests of the control plane. Each runs on the
 /// caller's thread (the API's), one at a time (`control`), and changes the run

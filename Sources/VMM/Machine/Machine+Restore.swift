@@ -1,8 +1,8 @@
 import FoundationEssentials
 import GuestMemory
 import KVM
-import Posix
 import Logging
+import Posix
 import VMState
 import X86
 

@@ -4,10 +4,10 @@ import Events
 import GuestMemory
 import KVM
 import Logging
+import Posix
 import Seccomp
 import Virtio
 import X86
-import Posix
 #if canImport(Glibc)
 import Glibc
 #endif

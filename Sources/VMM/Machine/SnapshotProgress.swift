@@ -1,7 +1,4 @@
 import Posix
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// How far a snapshot has got, updated by the thread writing it and read by
 /// the control API (`vm.info`), so a client can show progress for a large

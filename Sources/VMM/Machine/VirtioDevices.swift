@@ -4,9 +4,6 @@ import GuestMemory
 import KVM
 import Virtio
 import X86
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Places virtio-mmio devices in the guest: one 4 KiB window and one GSI each,
 /// queue notifications through ioeventfds (handled on the event loop, not the

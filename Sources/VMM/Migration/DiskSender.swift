@@ -2,9 +2,6 @@ import Migration
 import Posix
 import Storage
 import Virtio
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Sends the top qcow2 layer of each disk the destination does not share
 /// (docs/migration.md, "Disks without shared storage"): the clusters the

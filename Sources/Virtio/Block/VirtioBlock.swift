@@ -1,8 +1,5 @@
 import GuestMemory
 import Storage
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// virtio-blk (device ID 2, virtio 1.2 §5.2) over a `DiskImage`. Data I/O goes
 /// through the storage layer's `AsyncDiskEngine`; its completions arrive on the

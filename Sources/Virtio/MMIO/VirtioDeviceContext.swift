@@ -2,9 +2,6 @@ import CKVM
 import Devices
 import Events
 import GuestMemory
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// What an activated device may use: guest memory, its queues, the negotiated
 /// features, interrupts, and watches on the event loop. Created by the transport at
