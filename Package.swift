@@ -71,10 +71,13 @@ let package = Package(
                                             .product(name: "Crypto", package: "swift-crypto")]),
         // `skiff`'s command-line parser: declared options, no reflection (docs/performance.md).
         .target(name: "SkiffCLI"),
+        // Release builds are one static executable: no dynamic loader, no relocations at
+        // start-up (7.4 M → 3.3 M instructions before the guest runs, ~4.6 MiB less RSS;
+        // docs/performance.md). Debug builds stay dynamic for the sanitizers and debuggers.
         .executableTarget(name: "skiff", dependencies: [
             "SkiffCLI", "VMM", "VMState", "Migration", "Posix", "Storage", "Virtio", "API", "SecureChannel", "Seccomp",
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], linkerSettings: [.unsafeFlags(["-static-executable"], .when(platforms: [.linux], configuration: .release))]),
 
         // Benchmark / tooling driver for the storage layer (also the crash-consistency test's writer).
         .executableTarget(name: "skiff-storage-bench", dependencies: ["Storage", "Posix"], path: "Benchmarks/StorageBench"),

@@ -8,8 +8,10 @@ The guest is the `count` firmware (a CPL3 loop printing `count N` every
 `count.every` increments; here every 2x10^6, a line every few milliseconds),
 idle with 256 MiB and 1 GiB of RAM (4 GiB with --sizes), and a memory-dirtying
 one (256 MiB, `count.dirty=32`: 32 MiB rewritten round-robin, a page every 64
-increments, its pages checked before every line; --dirty to change). For each configuration, over N runs (alternating VMMs, so drift
-hits all alike):
+increments, its pages checked before every line; --dirty to change), and a
+filled one (1 GiB, `count.fill=960`: 960 MiB written once at start and never
+again, so all of it crosses the wire exactly once; --filled to change). For
+each configuration, over N runs (alternating VMMs, so drift hits all alike):
   * total: the VMM's own figure (Skiff: the `migrated: total ...` summary of
     `skiff migrate`; QEMU: `query-migrate`'s total-time);
   * downtime, VMM: as each VMM reports it (Skiff: pause -> destination running;
@@ -23,15 +25,18 @@ hits all alike):
     must continue (destination's first = source's last + every) or the run fails;
   * bytes: what went over the wire (Skiff: the summary's bytes, including
     framing; QEMU: ram.transferred);
+  * dest. CPU: CPU seconds of the destination's threads that run no guest
+    code (receiving the stream, and its small set-up), per GiB sent;
   * throughput: bytes / total. An idle guest's RAM is mostly never-touched
     (Skiff skips it, QEMU sends a zero-page marker), so its figure is dominated
-    by fixed costs; the dirtying guest's is the meaningful one.
+    by fixed costs; the filled guest's is the stream's own throughput, the
+    dirtying guest's what a busy guest gets.
 Prints medians (min-max) side by side with the ratio Skiff/QEMU (against
 QEMU's default downtime limit). QEMU runs with its defaults (no auto-converge);
 a QEMU migration still going after 60 s is cancelled and counted as not
 finished ("[k/N]" after a cell: only k of N runs finished).
 
-    Benchmarks/migration-bench.py [--runs N] [--sizes 256M,1G] [--skiff PATH] [--baseline PATH] [--no-qemu]
+    Benchmarks/migration-bench.py [--runs N] [--sizes 256M,1G] [--dirty RAM:OPTS] [--filled RAM:OPTS] [--skiff PATH] [--baseline PATH] [--no-qemu]
 
 For idle guests it also prints Skiff's switch-over step by step, from both
 processes' `--log-level info` lines: pause, last pages, state read, state
@@ -158,6 +163,21 @@ def breakdown(src_err, dst_err):
     return s[:5] + d + s[5:]
 
 
+def device_cpu(pid):
+    """CPU seconds (user + system) of the process's threads that ran no guest code:
+    on a destination, receiving the stream (plus its small set-up)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[40]) == 0:  # guest_time (field 43): 0 for every thread but the vCPUs'
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def skiff_round(skiff, elf, memory, extra, key, work):
     sock, err = os.path.join(work, "src.sock"), os.path.join(work, "dst.err")
     src_err = os.path.join(work, "src.err")
@@ -181,7 +201,7 @@ def skiff_round(skiff, elf, memory, extra, key, work):
             raise RuntimeError("the source did not exit 0")
         stall, period = guest_figures(s, d, True)
         return (float(m.group(1)) / 1000, float(m.group(2)) / 1000, stall, period, int(m.group(3)),
-                breakdown(src_err, err))
+                breakdown(src_err, err), device_cpu(dst.pid))
     finally:
         stop(src)
         stop(dst)
@@ -222,7 +242,8 @@ def qemu_round(elf, memory, extra, downtime_ms, work):
             raise RuntimeError(f"QEMU migrate: {info}")
         qmp.close()
         stall, period = guest_figures(s, d, False)
-        return info["total-time"] / 1000, info["downtime"] / 1000, stall, period, info["ram"]["transferred"], None
+        return (info["total-time"] / 1000, info["downtime"] / 1000, stall, period, info["ram"]["transferred"], None,
+                device_cpu(dst.pid))
     finally:
         stop(src)
         stop(dst)
@@ -241,6 +262,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--sizes", default="256M,1G")
     ap.add_argument("--dirty", default="256M:count.dirty=32", help="RAM:options of the dirtying guest ('' for none)")
+    ap.add_argument("--filled", default="1G:count.fill=960",
+                    help="RAM:options of the filled guest, whose RAM is all sent once ('' for none)")
     ap.add_argument("--skiff", default=os.path.join(REPO, ".build", "release", "skiff"))
     ap.add_argument("--baseline", help="another skiff binary to compare, in the same run")
     ap.add_argument("--no-qemu", action="store_true", help="Skiff only (quicker; no ratios)")
@@ -257,6 +280,9 @@ def main():
     if args.dirty:
         memory, options = args.dirty.split(":", 1)
         configs.append((memory, "dirty " + options.replace("count.dirty=", "") + " MiB", options))
+    if args.filled:
+        memory, options = args.filled.split(":", 1)
+        configs.append((memory, "filled " + options.replace("count.fill=", "") + " MiB", options))
     vmms = [("skiff key", lambda m, x, w: skiff_round(args.skiff, elf, m, x, key, w)),
             ("skiff plain", lambda m, x, w: skiff_round(args.skiff, elf, m, x, None, w)),
             ("QEMU", lambda m, x, w: qemu_round(elf, m, x, None, w)),
@@ -281,10 +307,11 @@ def main():
                         shutil.rmtree(work, ignore_errors=True)
             rows = [("total (ms)", 0, 1000.0, "{:.1f}"), ("downtime, VMM (ms)", 1, 1000.0, "{:.2f}"),
                     ("stall, guest (ms)", 2, 1000.0, "{:.2f}"), ("line period (ms)", 3, 1000.0, "{:.2f}"),
-                    ("bytes (MiB)", 4, 1 / 1048576, "{:.1f}"), ("throughput (MiB/s)", None, 1.0, "{:.0f}")]
+                    ("bytes (MiB)", 4, 1 / 1048576, "{:.1f}"), ("throughput (MiB/s)", "rate", 1.0, "{:.0f}"),
+                    ("dest. CPU (s/GiB)", "cpu", 1.0, "{:.2f}")]
+            figure = {"rate": lambda r: r[4] / 1048576 / r[0], "cpu": lambda r: r[6] / (r[4] / 2**30)}
             for row, i, scale, fmt in rows:
-                col = {n: ([r[4] / 1048576 / r[0] for r in rs if r] if i is None else [r[i] for r in rs if r])
-                       for n, rs in results.items()}
+                col = {n: [figure[i](r) if isinstance(i, str) else r[i] for r in rs if r] for n, rs in results.items()}
                 med = {n: statistics.median(v) if v else None for n, v in col.items()}
                 ratio = lambda n: f"{med[n] / med['QEMU']:.2f}" if med[n] is not None and med.get("QEMU") else "-"
                 print(f"{memory + ' ' + label:<20}{row:<22}"

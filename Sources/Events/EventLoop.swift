@@ -23,7 +23,10 @@ public final class EventLoop: Sendable {
     /// Everything the loop thread and its callers share, behind one lock held only
     /// to copy a value in or out (never while a handler runs).
     private struct Shared {
-        var handlers: [Int32: Handler] = [:]
+        /// Indexed by descriptor (they are small and dense). An array, not a dictionary:
+        /// the first `[Int32: …]` of a process costs 0.4 M instructions of runtime type
+        /// look-ups at start-up, and the loop looks a handler up for every event.
+        var handlers: [Handler?] = []
         var pending: [@Sendable () -> Void] = []
         var thread: JoinableThread?
         var stopping = false
@@ -55,13 +58,17 @@ public final class EventLoop: Sendable {
 
     /// Watches `fd` for input (`events` defaults to EPOLLIN).
     public func add(_ fd: Int32, events: UInt32 = UInt32(EPOLLIN.rawValue), handler: @escaping Handler) throws {
-        shared.withLock { $0.handlers[fd] = handler }
+        guard fd >= 0 else { throw Failure("epoll_ctl(ADD, \(fd))", errno: EBADF) }
+        shared.withLock {
+            if $0.handlers.count <= Int(fd) { $0.handlers += Array(repeating: nil, count: Int(fd) + 1 - $0.handlers.count) }
+            $0.handlers[Int(fd)] = handler
+        }
         var event = epoll_event()
         event.events = events
         event.data.fd = fd
         guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 else {
             let e = errno
-            shared.withLock { _ = $0.handlers.removeValue(forKey: fd) }
+            shared.withLock { $0.handlers[Int(fd)] = nil }
             throw Failure("epoll_ctl(ADD, \(fd))", errno: e)
         }
     }
@@ -78,7 +85,7 @@ public final class EventLoop: Sendable {
 
     public func remove(_ fd: Int32) {
         _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
-        shared.withLock { _ = $0.handlers.removeValue(forKey: fd) }
+        shared.withLock { if fd >= 0, Int(fd) < $0.handlers.count { $0.handlers[Int(fd)] = nil } }
     }
 
     /// Runs `work` on the loop thread (for state changes that must not race device I/O).
@@ -164,7 +171,7 @@ public final class EventLoop: Sendable {
             }
             for i in 0..<Int(n) {
                 let fd = events[i].data.fd
-                let handler = shared.withLock { $0.handlers[fd] }
+                let handler = shared.withLock { fd >= 0 && Int(fd) < $0.handlers.count ? $0.handlers[Int(fd)] : nil }
                 handler?(events[i].events)
             }
             if shared.withLock({ $0.stopping }) { return }

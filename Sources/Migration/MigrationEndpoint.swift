@@ -31,6 +31,30 @@ public struct MigrationEndpoint: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String { host.contains(":") ? "tcp:[\(host)]:\(port)" : "tcp:\(host):\(port)" }
 
+    /// Whether HOST is an IPv4 or IPv6 address, i.e. connecting needs no name look-up.
+    /// A VMM that already runs takes only these: glibc's look-up reads files, loads NSS
+    /// modules and asks DNS servers, system calls its seccomp filters rightly forbid
+    /// (a host name in `vm.send-migration` used to end the source VM with SIGSYS).
+    public var isNumeric: Bool {
+        var v4 = in_addr(), v6 = in6_addr()
+        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
+    }
+
+    /// The same endpoint with HOST looked up and replaced by its first address, for
+    /// the processes that may look names up (`skiff migrate`, before any filter).
+    public func numeric() throws -> MigrationEndpoint {
+        if isNumeric { return self }
+        guard let first = try resolve().first else {
+            throw MigrationError(.connection, "cannot resolve '\(host)': no address")
+        }
+        var text = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        let rc = first.withSockaddr { getnameinfo($0, $1, &text, socklen_t(text.count), nil, 0, NI_NUMERICHOST) }
+        guard rc == 0 else {
+            throw MigrationError(.connection, "cannot resolve '\(host)': \(String(cString: gai_strerror(rc)))")
+        }
+        return MigrationEndpoint(host: String(cString: text), port: port)
+    }
+
     /// A resolved socket address.
     struct Address {
         var family: Int32

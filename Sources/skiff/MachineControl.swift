@@ -204,6 +204,7 @@ final class MachineControl: VMControl, @unchecked Sendable {
         let security: MigrationSecurity
         do {
             endpoint = try MigrationEndpoint(parsing: request.destinationURL)
+            try Self.requireNumeric(endpoint, field: "destination_url")
             security = try MigrationTransport.wrapCheck(
                 try MigrationSecurity.from(keyPath: request.migrationKey, insecure: request.insecureMigration == true))
         } catch {
@@ -230,6 +231,16 @@ final class MachineControl: VMControl, @unchecked Sendable {
         }
     }
 
+    /// The API takes IP addresses only: a name look-up inside the running VMM would need
+    /// files, NSS modules and DNS, which its seccomp filters forbid (`skiff migrate` and
+    /// `skiff run --incoming` look names up themselves, before any filter).
+    static func requireNumeric(_ endpoint: MigrationEndpoint, field: String) throws {
+        guard endpoint.isNumeric else {
+            throw MigrationError(.usage, "\(field) '\(endpoint)' names a host: the API takes an IP address "
+                                 + "(`skiff migrate` looks host names up itself)")
+        }
+    }
+
     /// `vm.receive-migration`: only for a skiff started without a VM; answers once it runs here.
     func receiveMigration(_ request: ReceiveMigrationRequest) throws {
         guard let incoming, current == nil, lock.withLock({ handedOver == nil && !restoring }) else {
@@ -238,7 +249,7 @@ final class MachineControl: VMControl, @unchecked Sendable {
         do {
             _ = try MigrationTransport.wrapCheck(
                 try MigrationSecurity.from(keyPath: request.migrationKey, insecure: request.insecureMigration == true))
-            _ = try MigrationEndpoint(parsing: request.receiverURL)
+            try Self.requireNumeric(try MigrationEndpoint(parsing: request.receiverURL), field: "receiver_url")
         } catch {
             throw ControlError(.badRequest, "\(error)")
         }

@@ -44,8 +44,9 @@ struct MigrateCommand {
     }
 
     func run() throws {
+        let endpoint: MigrationEndpoint
         do {
-            _ = try MigrationEndpoint(parsing: destination)
+            endpoint = try MigrationEndpoint(parsing: destination)
             _ = try MigrationTransport.wrapCheck(try MigrationSecurity.from(keyPath: migrationKey, insecure: insecureMigration))
         } catch {
             throw ValidationError("\(error)")
@@ -54,7 +55,9 @@ struct MigrateCommand {
             printError("skiff: warning: --insecure-migration: the VM's memory crosses the network unencrypted and unauthenticated")
         }
         let key = migrationKey.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
-        let request = SendMigrationRequest(destinationURL: destination, migrationKey: key,
+        // The VMM takes an address, not a name (its filters forbid the look-up): look it up here.
+        let target = try endpoint.numeric()
+        let request = SendMigrationRequest(destinationURL: target.description, migrationKey: key,
                                            insecureMigration: insecureMigration ? true : nil, downtimeLimitMs: downtimeLimit)
         let body = try JSONEncoder().encode(request)
         let client = APIClient(path: options.apiSocket, timeout: max(options.timeout, 600))

@@ -103,7 +103,10 @@ struct MigrationFailureTests {
     }
 
     @Test func killingTheSourceMidTransferEndsTheDestinationWithoutRunningTheVM() throws {
-        let pair = try MigrationPair(name: "kill-src", every: 20_000_000, extra: "count.dirty=32")
+        // 448 MiB written once (count.fill) besides the dirtying: the transfer takes ~0.2 s at
+        // 2 GiB/s and over half a second here, so the kill lands inside it. With 128 MiB it
+        // sometimes finished first under load, and the destination rightly ran the VM.
+        let pair = try MigrationPair(name: "kill-src", memory: "512M", every: 20_000_000, extra: "count.dirty=32 count.fill=448")
         try #require(pair.waitUntilReady(counts: 2))
         let killer = Thread {
             // Once memory is flowing: the destination has built the VM and is filling its RAM.

@@ -114,6 +114,19 @@ struct MigrationFrameTests {
         }
     }
 
+    @Test func onlyAddressesAreNumericAndNamesResolveToOne() throws {
+        #expect(MigrationEndpoint(host: "192.0.2.10", port: 1).isNumeric)
+        #expect(MigrationEndpoint(host: "::1", port: 1).isNumeric)
+        for name in ["localhost", "hostB", "192.0.2", "1.2.3.4.5", "::g"] {
+            #expect(!MigrationEndpoint(host: name, port: 1).isNumeric, "\(name)")
+        }
+        // /etc/hosts has localhost on every Debian machine: a loopback address comes back.
+        let local = try MigrationEndpoint(host: "localhost", port: 6000).numeric()
+        #expect(local.isNumeric && local.port == 6000 && ["127.0.0.1", "::1"].contains(local.host), "\(local)")
+        #expect(try MigrationEndpoint(host: "192.0.2.10", port: 7).numeric() == MigrationEndpoint(host: "192.0.2.10", port: 7))
+        #expect(throws: MigrationError.self) { try MigrationEndpoint(host: "no-such-host.invalid", port: 1).numeric() }
+    }
+
     @Test func securityNeedsAKeyOrAnExplicitInsecureFlag() throws {
         #expect(try MigrationSecurity.from(keyPath: nil, insecure: true) == .insecure)
         do {

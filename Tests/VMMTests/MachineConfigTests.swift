@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import VMM
 
@@ -22,7 +23,11 @@ struct MachineConfigTests {
         #expect(throws: ConfigError.self) { try config(kernel: "/nonexistent").validate(hostMemory: 1 << 30) }
     }
 
-    @Test func hostMemoryIsReadFromProc() {
-        #expect((MachineConfig.hostMemoryTotal() ?? 0) > 64 << 20)
+    @Test func hostMemoryIsMemTotal() throws {
+        // sysinfo(2)'s total RAM is what /proc/meminfo calls MemTotal.
+        let text = try String(contentsOfFile: "/proc/meminfo", encoding: .utf8)
+        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("MemTotal:") })
+        let kib = try #require(line.split(separator: " ").dropFirst().first.flatMap { UInt64($0) })
+        #expect(MachineConfig.hostMemoryTotal() == kib * 1024)
     }
 }

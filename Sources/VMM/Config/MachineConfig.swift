@@ -2,6 +2,9 @@ import FoundationEssentials
 import Storage
 import Virtio
 import X86
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Everything `skiff run` needs to build a VM, validated before any KVM call.
 public struct MachineConfig: Sendable {
@@ -70,14 +73,12 @@ public struct MachineConfig: Sendable {
         guard FileManager.default.isReadableFile(atPath: path) else { throw ConfigError("\(what) file '\(path)' is not readable") }
     }
 
-    /// MemTotal from /proc/meminfo, in bytes.
+    /// The host's RAM in bytes (MemTotal): glibc answers _SC_PHYS_PAGES from sysinfo(2).
+    /// Reading and splitting /proc/meminfo cost 0.66 M instructions at every start.
     public static func hostMemoryTotal() -> UInt64? {
-        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("MemTotal:") {
-            let fields = line.split(separator: " ")
-            if fields.count >= 2, let kib = UInt64(fields[1]) { return kib * 1024 }
-        }
-        return nil
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, size > 0 else { return nil }
+        return UInt64(pages) * UInt64(size)
     }
 }
 

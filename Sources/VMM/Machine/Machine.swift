@@ -133,7 +133,10 @@ public final class Machine: @unchecked Sendable {
         let rsdp = try ACPITables.write(ACPIConfiguration(cpuCount: config.cpuCount, virtioDevices: virtio.resources),
                                         to: memory)
         var bootConfig = config
-        bootConfig.commandLine = ([config.commandLine] + virtio.commandLineArguments).joined(separator: " ")
+        // Concatenated by hand: `joined(separator:)`'s generic witnesses cost 0.3 M instructions at start-up.
+        var commandLine = config.commandLine
+        for argument in virtio.commandLineArguments { commandLine += " " + argument }
+        bootConfig.commandLine = commandLine
         let boot = try KernelBoot.load(config: bootConfig, memory: memory, rsdp: rsdp)
         try boot.writeTables(to: memory)
         try VCPUSetup.setBootRegisters(vcpuThreads[0].vcpu, boot)

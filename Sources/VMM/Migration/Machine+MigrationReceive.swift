@@ -271,6 +271,9 @@ struct MemoryReceiver {
 
     /// MADV_POPULATE_WRITE (Linux 5.14), which Glibc's headers here may not name.
     private static let populateWrite: Int32 = 23
+    /// Where a run's bytes land before they are written into the memfd (reused).
+    private var staging = [UInt8]()
+    private static let stagingSize = 256 << 10
 
     mutating func receive(_ header: MigrationFrame.Header, from stream: ByteStream) throws {
         var runBytes = [UInt8](repeating: 0, count: MemoryRun.headerSize)
@@ -290,10 +293,18 @@ struct MemoryReceiver {
         // SAFETY: offset + byteCount <= region.size, checked above.
         let target = UnsafeMutableRawBufferPointer(start: region.hostAddress + Int(offset), count: Int(run.byteCount))
         switch run.encoding {
+        case .data where memory.backing == .memfd:
+            // Into the memfd with pwrite: a write that fills a page of a hole gets a page
+            // the kernel does not zero first, where a fault (or MADV_POPULATE_WRITE) zeroes
+            // it and the data then overwrites it. The zeroing was 64 % of the destination's
+            // CPU (perf); with it gone a 960 MiB guest arrives much faster (docs/migration-performance.md).
+            try receiveThroughFile(target.count, at: region.fileOffset + offset, from: stream)
+            received.mark(first: firstPage, count: Int(run.pages))
         case .data:
-            // Pages not received before are holes of the memfd: one MADV_POPULATE_WRITE
-            // makes the run's pages at once instead of a page fault per 4 KiB inside
-            // recv (a kernel before 5.14 refuses it, and the faults do it as before).
+            // A file-backed (copy-on-write) RAM: straight into the mapping. Pages not
+            // received before: one MADV_POPULATE_WRITE makes the run's pages at once
+            // instead of a page fault per 4 KiB inside recv (a kernel before 5.14 refuses
+            // it, and the faults do it as before).
             if !received.isSet(firstPage) { _ = madvise(target.baseAddress, target.count, Self.populateWrite) }
             try stream.read(into: target)
             received.mark(first: firstPage, count: Int(run.pages))
@@ -302,6 +313,30 @@ struct MemoryReceiver {
             for p in 0..<Int(run.pages) where received.isSet(firstPage + p) {
                 UnsafeMutableRawBufferPointer(rebasing: target[(p * 4096)..<((p + 1) * 4096)]).initializeMemory(as: UInt8.self, repeating: 0)
             }
+        }
+    }
+
+    /// Reads `count` bytes of the stream and writes them to the memory file at `fileOffset`.
+    private mutating func receiveThroughFile(_ count: Int, at fileOffset: UInt64, from stream: ByteStream) throws {
+        if staging.isEmpty { staging = [UInt8](repeating: 0, count: Self.stagingSize) }
+        let fd = memory.fileDescriptor
+        var done = 0
+        while done < count {
+            let n = min(Self.stagingSize, count - done)
+            try staging.withUnsafeMutableBytes { buffer in
+                let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
+                try stream.read(into: part)
+                var written = 0
+                while written < n {
+                    let rc = pwrite(fd, part.baseAddress! + written, n - written, off_t(fileOffset) + off_t(done + written))
+                    if rc < 0 && errno == EINTR { continue }
+                    guard rc > 0 else {
+                        throw MigrationError(.failed, "writing received memory into guest RAM: \(String(cString: strerror(errno)))")
+                    }
+                    written += rc
+                }
+            }
+            done += n
         }
     }
 }

@@ -45,9 +45,9 @@ final class MigrationPair: @unchecked Sendable {
     }
 
     /// `skiff migrate` to `port` (default: the destination's).
-    func migrate(to target: UInt16? = nil, timeout: Double = 180) throws -> SkiffRun {
+    func migrate(to target: UInt16? = nil, host: String = "127.0.0.1", timeout: Double = 180) throws -> SkiffRun {
         try SkiffProcess.run(["migrate", "--api-socket", socket] + sourceSecurity
-                             + ["tcp:127.0.0.1:\(target ?? port)"], timeout: timeout)
+                             + ["tcp:\(host):\(target ?? port)"], timeout: timeout)
     }
 
     /// A port nobody listens on now (bound, read, released).
