@@ -8,35 +8,11 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
 
-int cseccomp_allow(scmp_filter_ctx ctx, int nr) {
-    return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
-}
-
-int cseccomp_refuse(scmp_filter_ctx ctx, int nr, int error) {
-    return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(error), nr, 0);
-}
-
-int cseccomp_allow_ioctl(scmp_filter_ctx ctx, uint32_t request) {
-    return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                            SCMP_A1(SCMP_CMP_MASKED_EQ, 0xFFFFFFFFu, request));
-}
-
-int cseccomp_allow_ioctl_on(scmp_filter_ctx ctx, int fd, uint32_t request) {
-    return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 2,
-                            SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)fd),
-                            SCMP_A1(SCMP_CMP_MASKED_EQ, 0xFFFFFFFFu, request));
-}
-
-// Names of x86-64 system calls by number, resolved before any filter is loaded:
-// the handler runs in signal context and may only read them.
-#define NAME_COUNT 512
-static const char *names[NAME_COUNT];
 static __thread const char *thread_role;
 static void (*before_exit)(void);
 static int handler_installed;
@@ -78,7 +54,8 @@ static void on_sigsys(int signal, siginfo_t *info, void *context) {
     used = append(line, used, sizeof line, "skiff: seccomp: thread ");
     used = append(line, used, sizeof line, thread_role ? thread_role : "(unfiltered role)");
     used = append(line, used, sizeof line, " made forbidden system call ");
-    used = append(line, used, sizeof line, (nr >= 0 && nr < NAME_COUNT && names[nr]) ? names[nr] : "?");
+    const char *name = cseccomp_syscall_name(nr);
+    used = append(line, used, sizeof line, name ? name : "?");
     used = append(line, used, sizeof line, " (");
     used = append_number(line, used, sizeof line, nr);
     used = append(line, used, sizeof line, ")");
@@ -98,9 +75,6 @@ static void on_sigsys(int signal, siginfo_t *info, void *context) {
 
 void cseccomp_install_trap_handler(void) {
     if (__atomic_exchange_n(&handler_installed, 1, __ATOMIC_SEQ_CST)) return;
-    for (int nr = 0; nr < NAME_COUNT; nr++) {
-        names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);  // malloc'd, kept for good
-    }
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_sigaction = on_sigsys;
@@ -109,31 +83,10 @@ void cseccomp_install_trap_handler(void) {
     sigaction(SIGSYS, &action, NULL);
 }
 
-int cseccomp_export(scmp_filter_ctx ctx, void **program, size_t *length) {
-    int fd = memfd_create("skiff-seccomp-bpf", MFD_CLOEXEC);
-    if (fd < 0) return -errno;
-    int rc = seccomp_export_bpf(ctx, fd);
-    if (rc < 0) { close(fd); return rc; }
-    off_t size = lseek(fd, 0, SEEK_END);
-    if (size <= 0 || size % sizeof(struct sock_filter) != 0 || size > BPF_MAXINSNS * (off_t)sizeof(struct sock_filter)) {
-        close(fd);
-        return size < 0 ? -errno : -EINVAL;
-    }
-    void *buffer = malloc((size_t)size);
-    if (!buffer) { close(fd); return -ENOMEM; }
-    ssize_t got = pread(fd, buffer, (size_t)size, 0);
-    int saved = errno;
-    close(fd);
-    if (got != size) { free(buffer); return got < 0 ? -saved : -EIO; }
-    *program = buffer;
-    *length = (size_t)size;
-    return 0;
-}
-
-int cseccomp_load_program(const void *program, size_t length, int tsync) {
-    if (length == 0 || length % sizeof(struct sock_filter) != 0) return -EINVAL;
+int cseccomp_load_program(const struct sock_filter *program, size_t count, int tsync) {
+    if (count == 0 || count > BPF_MAXINSNS) return -EINVAL;
     struct sock_fprog prog = {
-        .len = (unsigned short)(length / sizeof(struct sock_filter)),
+        .len = (unsigned short)count,
         .filter = (struct sock_filter *)program,
     };
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -errno;

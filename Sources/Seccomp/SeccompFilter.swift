@@ -10,8 +10,8 @@ public struct SeccompError: Error, CustomStringConvertible, Sendable {
     init(_ message: String) { self.message = message }
 }
 
-/// Loads a role's allow-list as a seccomp filter (through libseccomp) on the
-/// calling thread — or, for `.process`, on every thread of the process at once.
+/// Loads a role's allow-list as a seccomp filter (compiled by `SeccompCompiler`)
+/// on the calling thread — or, for `.process`, on every thread of the process at once.
 ///
 /// Filters stack: a thread created later inherits its creator's filters, and a
 /// thread that loads its role's filter on top of the baseline may make only the
@@ -40,76 +40,47 @@ public enum SeccompFilter {
     }
 
     /// Compiles `roles`' filters now (and readies the SIGSYS handler), so that
-    /// a later `install(_:mode:)` of one of them only loads it: the work moves
-    /// out of the moment a VM starts (a migration's switch-over). Call before
-    /// any filter is loaded (it uses a memfd). `.off` does nothing.
+    /// a later `install(_:mode:)` of one of them only loads it, and every thread
+    /// of a role loads the same program. `.off` does nothing.
     public static func prepare(_ roles: [SeccompRole], mode: SeccompMode) throws {
         guard mode != .off else { return }
         cseccomp_install_trap_handler()
         for role in roles where SeccompPrograms.program(role, mode: mode) == nil {
-            let ctx = try build(role, allowList: SeccompAllowList.forRole(role), mode: mode)
-            defer { seccomp_release(ctx) }
-            SeccompPrograms.store(try SeccompPrograms.export(ctx, role: role), role: role, mode: mode)
+            SeccompPrograms.store(try SeccompCompiler.compile(SeccompAllowList.forRole(role), role: role, mode: mode),
+                                  role: role, mode: mode)
         }
     }
 
     /// Loads `allowList` as `role`'s filter.
     public static func install(_ role: SeccompRole, allowList: SeccompAllowList, mode: SeccompMode) throws {
         guard mode != .off else { return }
+        let program = try SeccompCompiler.compile(allowList, role: role, mode: mode)
         cseccomp_install_trap_handler()
-        let ctx = try build(role, allowList: allowList, mode: mode)
-        defer { seccomp_release(ctx) }
-        if role == .process {
-            // All threads, including NIO's and libdispatch's, which skiff does not start itself.
-            try check(seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1), "seccomp: synchronising threads")
-        }
-        try check(seccomp_load(ctx), "seccomp: loading the \(role) filter")
+        // All threads for `.process`, including NIO's and libdispatch's, which skiff does not start itself.
+        try SeccompPrograms.load(program, role: role, tsync: role == .process)
         cseccomp_set_thread_role(roleName(role))
     }
 
     /// How many BPF instructions `prepare` compiled for `role` (nil: not prepared).
     public static func preparedInstructions(_ role: SeccompRole, mode: SeccompMode) -> Int? {
-        SeccompPrograms.program(role, mode: mode).map { $0.count / 8 }  // struct sock_filter: 8 bytes
+        SeccompPrograms.program(role, mode: mode)?.count
     }
 
-    /// Builds `role`'s filter without loading it: throws what `install` would
-    /// (an unknown system call name, a rule libseccomp refuses). For tests.
+    /// Compiles `role`'s filter without loading it: throws what `install` would
+    /// (an unknown system call name, a call both allowed and refused). For tests.
     public static func validate(_ role: SeccompRole) throws {
-        seccomp_release(try build(role, allowList: SeccompAllowList.forRole(role), mode: .on))
+        _ = try program(role, mode: .on)
     }
 
-    private static func build(_ role: SeccompRole, allowList: SeccompAllowList, mode: SeccompMode) throws -> scmp_filter_ctx {
-        let defaultAction = mode == .log ? UInt32(SCMP_ACT_LOG) : UInt32(SCMP_ACT_TRAP)
-        guard let ctx = seccomp_init(defaultAction) else { throw SeccompError("seccomp_init failed") }
-        do {
-            // A binary tree rather than a linear list: fewer BPF instructions per system call.
-            try check(seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2), "seccomp: choosing the binary-tree filter")
-            for name in allowList.systemCalls {
-                let nr = seccomp_syscall_resolve_name(name)
-                guard nr != __NR_SCMP_ERROR else {
-                    throw SeccompError("seccomp: unknown system call \(name) in the \(role) list")
-                }
-                try check(cseccomp_allow(ctx, nr), "seccomp: allowing \(name)")
-            }
-            for name in allowList.refused {
-                let nr = seccomp_syscall_resolve_name(name)
-                guard nr != __NR_SCMP_ERROR else {
-                    throw SeccompError("seccomp: unknown system call \(name) in the \(role) list")
-                }
-                try check(cseccomp_refuse(ctx, nr, EACCES), "seccomp: refusing \(name)")
-            }
-            for request in allowList.ioctls {
-                try check(cseccomp_allow_ioctl(ctx, request), "seccomp: allowing ioctl 0x\(String(request, radix: 16))")
-            }
-            for (fd, request) in allowList.ioctlsOnDescriptor {
-                try check(cseccomp_allow_ioctl_on(ctx, fd, request),
-                          "seccomp: allowing ioctl(\(fd), 0x\(String(request, radix: 16)))")
-            }
-        } catch {
-            seccomp_release(ctx)
-            throw error
-        }
-        return ctx
+    /// `role`'s filter as `install` would load it, one `struct sock_filter` (8
+    /// bytes: code, jt, jf, k) per instruction. For tests, which run it.
+    public static func program(_ role: SeccompRole, mode: SeccompMode) throws -> [sock_filter] {
+        try SeccompCompiler.compile(SeccompAllowList.forRole(role), role: role, mode: mode)
+    }
+
+    /// `allowList` compiled as `install(_:allowList:mode:)` would load it. For tests.
+    public static func program(_ allowList: SeccompAllowList, mode: SeccompMode) throws -> [sock_filter] {
+        try SeccompCompiler.compile(allowList, role: .process, mode: mode)
     }
 
     /// The role's name as a C string that lives for the process (the handler reads it).
@@ -120,11 +91,5 @@ public enum SeccompFilter {
     // Sound because: built once (lazy static init is thread-safe), never changed, and the strings are only read.
     nonisolated(unsafe) private static let names: [UnsafeMutablePointer<CChar>] = SeccompRole.allCases.map {
         strdup($0.rawValue)!
-    }
-
-    private static func check(_ result: Int32, _ what: String) throws {
-        guard result == 0 else {
-            throw SeccompError("\(what) failed: \(String(cString: strerror(-result))) (errno \(-result))")
-        }
     }
 }

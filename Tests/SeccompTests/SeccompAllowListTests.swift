@@ -1,8 +1,8 @@
 import Seccomp
 import XCTest
 
-/// The allow-lists build into filters (no typo in a system call name, every rule
-/// accepted by libseccomp) and keep out what no narrowed role may do. Loading a
+/// The allow-lists build into filters (no typo in a system call name, no call
+/// both allowed and refused) and keep out what no narrowed role may do. Loading a
 /// filter would filter the test process itself, so the kill is tested through
 /// `skiff seccomp-self-test` in IntegrationTests.
 final class SeccompAllowListTests: XCTestCase {

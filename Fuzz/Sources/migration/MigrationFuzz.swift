@@ -16,7 +16,7 @@ import Storage
 // hold a reply stream too), a `disk` run is checked against the disk the list
 // describes, and a run that passes is written, as DiskReceiver does, through the
 // qcow2 layer into a real overlay (DiskReceiver itself is in VMM, which the fuzz
-// package does not build: it would bring KVM and libseccomp along).
+// package does not build: it would bring KVM along).
 
 /// The input as a byte stream; reading past its end throws as a cut connection does.
 private final class InputStream: ByteStream {

@@ -1,27 +1,47 @@
-// libseccomp (Debian's libseccomp-dev), linked: seccomp is a security feature, so a
-// host without it must fail to build rather than silently run unfiltered.
-//
-// Wrappers for what Swift cannot call directly (the SCMP_A1 rule macros), and the
-// SIGSYS handler that names the thread's role and the forbidden system call.
+// What the seccomp filters need from C: the x86-64 system call table (names and
+// numbers, from the kernel's <asm/unistd_64.h>), loading a BPF program with
+// seccomp(2), and the SIGSYS handler that names the thread's role and the
+// forbidden system call. The programs themselves are compiled in Swift
+// (`SeccompCompiler`).
 #ifndef CSECCOMP_H
 #define CSECCOMP_H
 
-#include <seccomp.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/// Allows system call `nr` unconditionally. Returns 0 or -errno.
-int cseccomp_allow(scmp_filter_ctx ctx, int nr);
-/// Makes system call `nr` fail with `error` instead of ending the process.
-int cseccomp_refuse(scmp_filter_ctx ctx, int nr, int error);
-/// Allows ioctl(any fd, request) for one request number (its low 32 bits are
-/// compared: the kernel's ioctl takes an unsigned int command). Returns 0 or -errno.
-int cseccomp_allow_ioctl(scmp_filter_ctx ctx, uint32_t request);
-/// Allows ioctl(fd, request) for one descriptor and request. Returns 0 or -errno.
-int cseccomp_allow_ioctl_on(scmp_filter_ctx ctx, int fd, uint32_t request);
+/// One x86-64 system call: its name without the __NR_ prefix, and its number.
+struct cseccomp_syscall {
+    const char *name;
+    int nr;
+};
 
-/// Installs the SIGSYS handler (once per process; idempotent) and resolves the
-/// system call names it prints, so that the handler itself allocates nothing.
+/// The number of system call `name` ("openat"), or -1 when there is none.
+int cseccomp_syscall_number(const char *name);
+/// The name of system call `nr`, or NULL. Async-signal-safe.
+const char *cseccomp_syscall_name(int nr);
+/// The table's entries, in strcmp order of their names (for tests).
+size_t cseccomp_syscall_count(void);
+const struct cseccomp_syscall *cseccomp_syscall_at(size_t index);
+
+/// What a filter reads and returns, as constants Swift can use (some of the
+/// kernel's are macros Swift does not import).
+static const uint32_t CSECCOMP_AUDIT_ARCH_X86_64 = AUDIT_ARCH_X86_64;
+/// x32 system calls: x86-64 numbers with this bit set (the kernel's __X32_SYSCALL_BIT).
+static const uint32_t CSECCOMP_X32_SYSCALL_BIT = 0x40000000;
+static const uint32_t CSECCOMP_DATA_NR = offsetof(struct seccomp_data, nr);
+static const uint32_t CSECCOMP_DATA_ARCH = offsetof(struct seccomp_data, arch);
+static const uint32_t CSECCOMP_DATA_ARGS = offsetof(struct seccomp_data, args);
+static const uint32_t CSECCOMP_MAX_INSTRUCTIONS = BPF_MAXINSNS;
+static const uint32_t CSECCOMP_RET_KILL_THREAD = SECCOMP_RET_KILL_THREAD;
+static const uint32_t CSECCOMP_RET_TRAP = SECCOMP_RET_TRAP;
+static const uint32_t CSECCOMP_RET_ERRNO = SECCOMP_RET_ERRNO;
+static const uint32_t CSECCOMP_RET_LOG = SECCOMP_RET_LOG;
+static const uint32_t CSECCOMP_RET_ALLOW = SECCOMP_RET_ALLOW;
+
+/// Installs the SIGSYS handler (once per process; idempotent).
 void cseccomp_install_trap_handler(void);
 /// The calling thread's role, printed by the handler ("vcpu", "events", …). `role`
 /// must stay valid for the thread's life (pass a string literal or leaked copy).
@@ -30,14 +50,10 @@ void cseccomp_set_thread_role(const char *role);
 /// must be async-signal-safe.
 void cseccomp_set_before_exit(void (*hook)(void));
 
-/// Compiles `ctx` to its BPF program (what seccomp_load would load) into a malloc'd
-/// buffer the caller frees: through a memfd, as libseccomp 2.5 exports only to a
-/// descriptor. Returns 0 or -errno.
-int cseccomp_export(scmp_filter_ctx ctx, void **program, size_t *length);
-/// Loads a program from `cseccomp_export` on the calling thread (all threads with
-/// `tsync`), after PR_SET_NO_NEW_PRIVS, as seccomp_load does. Returns 0 or -errno
-/// (-ESRCH when a thread could not be synchronised).
-int cseccomp_load_program(const void *program, size_t length, int tsync);
+/// Loads a BPF program of `count` instructions on the calling thread (all threads
+/// with `tsync`), after PR_SET_NO_NEW_PRIVS. Returns 0 or -errno (-ESRCH when a
+/// thread could not be synchronised).
+int cseccomp_load_program(const struct sock_filter *program, size_t count, int tsync);
 
 /// The exit status the handler ends the process with: 128 + SIGSYS, what a shell
 /// reports for a process killed by SIGSYS (SECCOMP_RET_KILL_PROCESS).
