@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import NIOHTTP1
 
 /// One answer of the API: a status, an optional JSON body and any extra headers.

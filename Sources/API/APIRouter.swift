@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import NIOHTTP1
 
 /// One entry of the route table: Cloud Hypervisor's endpoint name, its method and

@@ -1,5 +1,4 @@
 import CKVM
-import Foundation
 import Posix
 #if canImport(Glibc)
 import Glibc
@@ -40,7 +39,7 @@ public final class EventLoop: Sendable {
         set { shared.withLock { $0.onFailure = newValue } }
     }
     /// Parking (VM pause): the loop thread waits here, running no handler.
-    private let parking = NSCondition()
+    private let parking = ThreadCondition()
     private struct Parking {
         var held = false
         var parked = false

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The payload of a `disk` frame: one run of a disk's guest clusters, sent
 /// without shared storage (docs/migration.md, "Disks without shared storage").

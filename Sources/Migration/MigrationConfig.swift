@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import VMState
 
 /// The `start` payload: magic "SKIFFMIG" and the sender's protocol version

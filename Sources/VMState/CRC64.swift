@@ -1,5 +1,4 @@
-import Foundation
-
+import FoundationEssentials
 /// CRC-64/XZ (as used by xz and Go's hash/crc64 ECMA table): the ECMA-182
 /// polynomial 0x42F0E1EBA9EA3693, reflected (0xC96C5795D7870F42), initial
 /// value and final XOR all ones. Check value from the CRC catalogue:

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A snapshot read back and checked: ready for a restore to rebuild the
 /// machine from `manifest.machine`, map `memoryFileURL` and apply `state`.

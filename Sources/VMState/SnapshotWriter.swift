@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Writes a snapshot directory:
 ///
@@ -25,16 +28,15 @@ public struct SnapshotWriter {
     public init(directory: URL) throws {
         self.directory = directory
         let fm = FileManager.default
-        var isDirectory: ObjCBool = false
+        var isDirectory = false
         if fm.fileExists(atPath: directory.path, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else { throw SnapshotError(.io, "\(directory.path) exists and is not a directory") }
+            guard isDirectory else { throw SnapshotError(.io, "\(directory.path) exists and is not a directory") }
             let contents = (try? fm.contentsOfDirectory(atPath: directory.path)) ?? []
             guard contents.isEmpty else { throw SnapshotError(.io, "\(directory.path) is not empty; refusing to overwrite it") }
         } else {
-            do {
-                try fm.createDirectory(at: directory, withIntermediateDirectories: false)
-            } catch {
-                throw SnapshotError(.io, "cannot create \(directory.path): \(error.localizedDescription)")
+            // mkdir(2) itself: FoundationEssentials' errors have no `localizedDescription`, and errno's text says more.
+            guard mkdir(directory.path, 0o777) == 0 else {
+                throw SnapshotError(.io, "cannot create \(directory.path): \(String(cString: strerror(errno)))")
             }
         }
     }
@@ -62,10 +64,8 @@ public struct SnapshotWriter {
         let stateURL = directory.appendingPathComponent(SnapshotWriter.stateName)
         try SnapshotFileIO.write(stateBytes, to: stateURL)
 
-        let formatter = ISO8601DateFormatter()
-        formatter.timeZone = TimeZone(identifier: "UTC")
         let manifest = SnapshotManifest(
-            skiffVersion: skiffVersion, createdAt: formatter.string(from: createdAt), machine: machine,
+            skiffVersion: skiffVersion, createdAt: createdAt.formatted(Date.ISO8601FormatStyle()), machine: machine,
             files: [
                 SnapshotFile(role: .state, name: SnapshotWriter.stateName, size: UInt64(stateBytes.count),
                              crc64: CRC64.hex(CRC64.checksum(stateBytes))),

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The framing of `state.bin`:
 ///

@@ -1,6 +1,9 @@
 import API
-import Foundation
+import FoundationEssentials
 import SkiffCLI
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `--api-socket PATH` and the client's time limit, shared by the client subcommands.
 struct APIClientOptions {

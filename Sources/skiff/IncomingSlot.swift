@@ -1,4 +1,4 @@
-import Foundation
+import Dispatch
 import Migration
 import Posix
 import VMM
@@ -9,7 +9,7 @@ import VMM
 // Sound because: `received` and `busy` are touched only with `lock` held; the received VM is handed over once, to the main thread.
 final class IncomingSlot: @unchecked Sendable {
     let ready: EventFD
-    private let lock = NSLock()
+    private let lock = ThreadLock()
     private var received: IncomingRun.Received?
     private var busy = false
     private let started = DispatchSemaphore(value: 0)

@@ -1,8 +1,12 @@
 import API
-import SkiffCLI
-import Foundation
+import Dispatch
 import Migration
+import Posix
+import SkiffCLI
 import VMM
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The control API's view of `skiff run`: it forwards each request to the
 /// machine that runs now (a `vm.reboot` builds a new one), and maps lifecycle
@@ -11,7 +15,7 @@ import VMM
 final class MachineControl: VMControl, @unchecked Sendable {
     /// The config of the machine attached last; nil while waiting for `vm.restore`.
     private var config: MachineConfig?
-    private let lock = NSLock()
+    private let lock = ThreadLock()
     private var machine: Machine?
     private var state = VMInfo.stateCreated
     /// Set by `waitForRestore`: `vm.restore` may build a machine, with these
@@ -183,8 +187,8 @@ final class MachineControl: VMControl, @unchecked Sendable {
             }
             handOver.signal()
             // Answer once the main thread runs it (paused), so a vm.resume right after this works.
-            let deadline = Date().addingTimeInterval(30)
-            while current !== restored || restored.runState != .paused, Date() < deadline { usleep(1000) }
+            let deadline = ContinuousClock.now + .seconds(30)
+            while current !== restored || restored.runState != .paused, ContinuousClock.now < deadline { usleep(1000) }
         } catch {
             lock.withLock { restoring = false }
             if error is ControlError { throw error }

@@ -1,5 +1,6 @@
 import API
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Migration
 import Posix
 import SkiffCLI
@@ -62,7 +63,7 @@ struct MigrateCommand {
         let client = APIClient(path: options.apiSocket, timeout: max(options.timeout, 600))
         let done = DispatchSemaphore(value: 0)
         let outcome = OutcomeBox()
-        Thread.detachNewThread {
+        try DetachedThread.start(name: "skiff-migrate") {
             do {
                 outcome.set(.success(try client.send(method: .PUT, target: "/api/v1/vm.send-migration", body: body)))
             } catch {
@@ -89,20 +90,20 @@ struct MigrateCommand {
             throw APICommandError(description: "cannot migrate: \(message)")
         }
         let result = try JSONDecoder().decode(MigrationResult.self, from: response.body)
-        print(String(format: "migrated: total %.1f ms, downtime %.1f ms, %llu bytes, %d iteration(s)%@%@",
-                     result.totalMs, result.downtimeMs, result.bytes, result.iterations,
-                     result.converged ? "" : ", did not converge within the bounds (switched over anyway)",
-                     result.throttlePercent > 0 ? ", vCPUs throttled up to \(result.throttlePercent)%" : ""))
+        print(String(cFormat: "migrated: total %.1f ms, downtime %.1f ms, ", result.totalMs, result.downtimeMs)
+              + "\(result.bytes) bytes, \(result.iterations) iteration(s)"
+              + (result.converged ? "" : ", did not converge within the bounds (switched over anyway)")
+              + (result.throttlePercent > 0 ? ", vCPUs throttled up to \(result.throttlePercent)%" : ""))
     }
 
     static func progressLine(iteration: UInt64, counters: [String: UInt64]) -> String {
-        let mib = { (b: UInt64) in String(format: "%.1f MiB", Double(b) / 1048576) }
+        let mib = { (b: UInt64) in String(cFormat: "%.1f MiB", Double(b) / 1048576) }
         let rate = Double(counters["migration_rate_bytes_per_s"] ?? 0) / 1048576
         let expected = Double(counters["migration_expected_downtime_us"] ?? 0) / 1000
         let throttle = counters["migration_throttle_percent"].map { $0 > 0 ? ", throttle \($0)%" : "" } ?? ""
-        return String(format: "migrate: iteration %llu, %@ sent, %.0f MiB/s, %@ dirty, expected downtime %.2f ms%@",
-                      iteration, mib(counters["migration_bytes"] ?? 0), rate, mib(counters["migration_dirty_bytes"] ?? 0),
-                      expected, throttle)
+        return "migrate: iteration \(iteration), \(mib(counters["migration_bytes"] ?? 0)) sent, "
+            + String(cFormat: "%.0f MiB/s, ", rate) + "\(mib(counters["migration_dirty_bytes"] ?? 0)) dirty, "
+            + String(cFormat: "expected downtime %.2f ms", expected) + throttle
     }
 }
 

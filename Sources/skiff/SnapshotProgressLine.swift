@@ -1,6 +1,10 @@
 import API
-import Foundation
+import Dispatch
+import Posix
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `skiff snapshot` on a terminal: while the request runs, polls `vm.info`
 /// over its own connection every 200 ms and redraws one line on stderr with
@@ -12,19 +16,23 @@ final class SnapshotProgressLine: Sendable {
 
     init(client: APIClient) {
         self.client = client
-        Thread.detachNewThread { [self] in poll() }
+        do {
+            try DetachedThread.start(name: "skiff-progress") { [self] in poll() }
+        } catch {
+            done.signal()  // no progress line; `finish` must not wait for it
+        }
     }
 
     private func poll() {
         while !stopped.load(ordering: .acquiring) {
             if let info = try? client.info(), info.state == VMInfo.stateSnapshotting, let p = info.snapshot {
-                FileHandle.standardError.write(Data(("\r\u{1B}[K" + p.line).utf8))
+                StandardError.write("\r\u{1B}[K" + p.line)
             }
             usleep(200_000)
         }
         // The summary: the last snapshot's figures ("done" or "failed").
         if let p = try? client.info().snapshot, p.phase == "done" || p.phase == "failed" {
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + p.line + "\n").utf8))
+            StandardError.write("\r\u{1B}[K" + p.line + "\n")
         }
         done.signal()
     }

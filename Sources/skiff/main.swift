@@ -1,4 +1,3 @@
-import Foundation
 import Posix
 import SkiffCLI
 #if canImport(Glibc)
@@ -16,9 +15,9 @@ enum Skiff {
             + apiClientCommands)
 
     /// The one line an error ends as: its own description, as it always was.
+    /// (Foundation's `LocalizedError` is gone with Foundation; no error Skiff throws adopted it.)
     static func message(for error: Error) -> String {
-        if let localized = error as? LocalizedError, let description = localized.errorDescription { return description }
-        return String(describing: error)
+        String(describing: error)
     }
 }
 

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Storage
 import Virtio
 import X86
@@ -65,11 +65,11 @@ public struct MachineConfig: Sendable {
     }
 
     static func checkReadableFile(_ path: String, what: String) throws {
-        var isDirectory: ObjCBool = false
+        var isDirectory = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ConfigError("\(what) file '\(path)' does not exist")
         }
-        guard !isDirectory.boolValue else { throw ConfigError("\(what) '\(path)' is a directory, not a file") }
+        guard !isDirectory else { throw ConfigError("\(what) '\(path)' is a directory, not a file") }
         guard FileManager.default.isReadableFile(atPath: path) else { throw ConfigError("\(what) file '\(path)' is not readable") }
     }
 

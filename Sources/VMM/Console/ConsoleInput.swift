@@ -1,10 +1,10 @@
 import CKVM
 import Devices
 import Events
-import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import Posix
 
 /// Feeds host stdin to the guest's UART on the event loop. On a terminal,
 /// Ctrl-A x quits (as in QEMU); Ctrl-A Ctrl-A sends one Ctrl-A.
@@ -38,7 +38,7 @@ final class ConsoleInput: @unchecked Sendable {
     private let onQuit: () -> Void
 
     // All state below is touched only with `lock` held.
-    private let lock = NSLock()
+    private let lock = ThreadLock()
     private var source = Source.none
     private var pending: [UInt8] = []
     private var sawEscape = false

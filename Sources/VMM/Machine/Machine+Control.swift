@@ -1,4 +1,3 @@
-import Foundation
 import Logging
 
 /// Pause, resume and the other requests of the control plane. Each runs on the

@@ -1,7 +1,8 @@
-import Foundation
+import FoundationEssentials
 import GuestMemory
 import KVM
 import Logging
+import Posix
 import VMState
 import X86
 
@@ -27,7 +28,7 @@ extension Machine {
         let recorded = snapshot.manifest.machine
         let ranges = try Self.checkMemoryMap(recorded)
         let devices = try RestoreDevices(snapshot: snapshot, directory: url, resources: resources) {
-            FileHandle.standardError.write(Data(("skiff: " + $0 + "\n").utf8))
+            StandardError.write("skiff: " + $0 + "\n")
         }
         let config = MachineConfig(kernelPath: recorded.kernelPath, initrdPath: recorded.initrdPath,
                                    commandLine: recorded.commandLine, cpuCount: recorded.cpuCount,

@@ -1,7 +1,10 @@
-import Foundation
+import FoundationEssentials
 import Storage
 import Virtio
 import VMState
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The virtio devices in a snapshot: their transport and queue state (as
 /// values, so migration can send them instead of writing a file), and their

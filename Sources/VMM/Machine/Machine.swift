@@ -1,13 +1,16 @@
 import CKVM
 import Devices
 import Events
-import Foundation
 import GuestMemory
 import KVM
 import Logging
+import Posix
 import Seccomp
 import Virtio
 import X86
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A built VM: KVM objects, guest RAM, buses and devices, the event loop and the
 /// vCPU threads. `run()` starts it and blocks until it powers off, reboots or
@@ -30,12 +33,12 @@ public final class Machine: @unchecked Sendable {
     private var console: ConsoleInput?
 
     /// Guards `exitReason` and `lifecycle`.
-    let lock = NSLock()
+    let lock = ThreadLock()
     private var exitReason: MachineExit?
     /// The run state; every change goes through `lifecycle.move(to:)` under `lock`.
     var lifecycle = VMLifecycle()
     /// Serialises pause, resume and the other control requests.
-    let control = NSLock()
+    let control = ThreadLock()
     /// When `run` started the vCPUs (for uptime).
     var startedAt: ContinuousClock.Instant?
     /// When `init(restoringFrom:)` began, to log restore → vCPUs running.
@@ -141,7 +144,7 @@ public final class Machine: @unchecked Sendable {
 
     static func milliseconds(_ d: Duration) -> String {
         let (s, attos) = d.components
-        return String(format: "%.3f ms", Double(s) * 1000 + Double(attos) / 1e15)
+        return String(cFormat: "%.3f ms", Double(s) * 1000 + Double(attos) / 1e15)
     }
 
     /// Starts the event loop and the vCPUs; returns when the guest is gone and

@@ -1,8 +1,11 @@
-import Foundation
+import FoundationEssentials
 import Network
 import Storage
 import Virtio
 import VMState
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Host-side resources a restore takes from its own command line rather than
 /// from the snapshot, by device order: where each disk's new overlay goes, and

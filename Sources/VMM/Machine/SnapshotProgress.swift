@@ -1,4 +1,3 @@
-import Foundation
 import Posix
 
 /// How far a snapshot has got, updated by the thread writing it and read by

@@ -1,6 +1,5 @@
 import Devices
 import Events
-import Foundation
 import GuestMemory
 import KVM
 import Virtio

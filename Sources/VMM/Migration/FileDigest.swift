@@ -1,5 +1,4 @@
 import Crypto
-import Foundation
 import Migration
 #if canImport(Glibc)
 import Glibc
@@ -36,6 +35,6 @@ enum FileDigest {
             buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             size += UInt64(n)
         }
-        return (size, hasher.finalize().map { String(format: "%02x", $0) }.joined())
+        return (size, hasher.finalize().map { String(cFormat: "%02x", $0) }.joined())
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import GuestMemory
 import Migration
 import Network
@@ -7,6 +7,9 @@ import Storage
 import Virtio
 import VMState
 import X86
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension Machine {
     /// What `receiveMigration` hands back: the machine, state applied and not

@@ -1,10 +1,12 @@
-import Foundation
 import KVM
 import Migration
 import Posix
 import Storage
 import Virtio
 import VMState
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension Machine {
     /// Sends this running VM to a destination (`skiff run --incoming`) over

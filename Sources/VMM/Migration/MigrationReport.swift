@@ -52,6 +52,6 @@ public struct MigrationSummary: Sendable {
 
     static func ms(_ d: Duration) -> String {
         let (s, a) = d.components
-        return String(format: "%.1f ms", Double(s) * 1000 + Double(a) / 1e15)
+        return String(cFormat: "%.1f ms", Double(s) * 1000 + Double(a) / 1e15)
     }
 }

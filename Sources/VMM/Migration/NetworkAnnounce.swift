@@ -1,7 +1,10 @@
-import Foundation
 import Logging
 import Network
+import Posix
 import Virtio
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// After a migration the guest's MAC sits behind a new switch port, which
 /// bridges learn only when the guest next sends. The destination does two
@@ -20,7 +23,7 @@ import Virtio
 enum NetworkAnnounce {
     static let rounds = 5
     /// How long the thread waits after the last round for the guests' acks, only to report them.
-    static let ackWait: TimeInterval = 10
+    static let ackWait: Double = 10
 
     /// One RARP "reverse request" naming `mac`, padded to the 60-byte Ethernet minimum.
     static func rarpFrame(_ mac: MACAddress) -> [UInt8] {
@@ -36,7 +39,7 @@ enum NetworkAnnounce {
     static func start(_ cards: [(transport: VirtioMMIOTransport, card: VirtioNet)], log: @escaping @Sendable (String) -> Void) {
         guard !cards.isEmpty else { return }
         let frames = cards.map { (tap: $0.card.tap, frame: [UInt8](repeating: 0, count: Tap.vnetHeaderSize) + rarpFrame($0.card.mac)) }
-        let thread = Thread {
+        let announce: @Sendable () -> Void = {
             var sent = 0
             var requested = 0
             var guestCards = Set<Int>()
@@ -57,15 +60,18 @@ enum NetworkAnnounce {
             log("announced \(cards.count) network card(s) after migration: \(sent) RARP frame(s) in \(rounds) rounds; "
                 + "guest announce requested \(requested) time(s) on \(guestCards.count) card(s)")
             guard !guestCards.isEmpty else { return }
-            let deadline = Date().addingTimeInterval(ackWait)
+            let deadline = ContinuousClock.now + .seconds(ackWait)
             func pending() -> Bool { guestCards.contains { i in cards[i].transport.withDevice { _ in cards[i].card.isAnnouncePending } } }
-            while pending(), Date() < deadline { usleep(50_000) }
+            while pending(), ContinuousClock.now < deadline { usleep(50_000) }
             let acks = guestCards.reduce(0) { n, i in n + cards[i].transport.withDevice { _ in cards[i].card.announceAcks } }
             log(pending() ? "guest announce: \(acks) acknowledged, a request still pending (a paused guest answers when it runs)"
                           : "guest announce: \(acks) acknowledged by the guest")
         }
-        thread.name = "skiff-announce"
-        thread.start()
+        do {
+            try DetachedThread.start(name: "skiff-announce", announce)
+        } catch {
+            log("cannot announce the network cards after migration: \(error)")
+        }
     }
 }
 

@@ -1,17 +1,20 @@
-import Foundation
+import Posix
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Auto-converge: takes a share of every 20 ms from the vCPUs (parks them on
 /// the gate for that long), so a guest that dirties memory faster than the
 /// link can carry slows down until pre-copy converges. Runs on its own thread
 /// from `start` to `stop`; the share rises step by step with `raise()`.
-// Sound because: `percent`, `running` and `thread` are read and written only with `condition` locked; `kick` only signals threads.
+// Sound because: `percent`, `running` and `looping` are read and written only with `condition` locked; `kick` only signals threads.
 final class VCPUThrottle: @unchecked Sendable {
     private let gate: VCPUGate
     private let kick: () -> Void
-    private let condition = NSCondition()
+    private let condition = ThreadCondition()
     private var percent = 0
     private var running = false
-    private var thread: Thread?
+    private var looping = false
     private static let period = 0.020
 
     /// QEMU's steps: 20 % first, then +10 % a step, at most 99 %.
@@ -30,10 +33,14 @@ final class VCPUThrottle: @unchecked Sendable {
             percent = percent == 0 ? Self.firstStep : min(Self.maximum, percent + Self.step)
             if !running {
                 running = true
-                let t = Thread { [self] in loop() }
-                t.name = "vcpu-throttle"
-                thread = t
-                t.start()
+                looping = true
+                do {
+                    try DetachedThread.start(name: "vcpu-throttle") { [self] in loop() }
+                } catch {
+                    // No thread, no throttling: pre-copy goes on and switches over at its bounds.
+                    running = false
+                    looping = false
+                }
             }
         }
     }
@@ -44,7 +51,7 @@ final class VCPUThrottle: @unchecked Sendable {
         let wasRunning = running
         running = false
         condition.broadcast()
-        while thread != nil && wasRunning { condition.wait() }
+        while looping && wasRunning { condition.wait() }
         condition.unlock()
     }
 
@@ -55,12 +62,12 @@ final class VCPUThrottle: @unchecked Sendable {
             condition.unlock()
             gate.set(.pause)
             kick()
-            Thread.sleep(forTimeInterval: off)
+            usleep(useconds_t(off * 1_000_000))
             gate.set(.run)
             condition.lock()
-            if running { _ = condition.wait(until: Date().addingTimeInterval(Self.period - off)) }
+            if running { condition.wait(seconds: Self.period - off) }
         }
-        thread = nil
+        looping = false
         condition.broadcast()
         condition.unlock()
     }

@@ -1,4 +1,4 @@
-import Foundation
+import Posix
 
 /// What every vCPU thread is asked to do, and the place where paused threads
 /// park. One gate serves all vCPUs of a machine: a request is set here, the
@@ -8,7 +8,7 @@ import Foundation
 final class VCPUGate: @unchecked Sendable {
     enum Request: Equatable { case run, pause, stop }
 
-    private let condition = NSCondition()
+    private let condition = ThreadCondition()
     private var request = Request.run
     private var parked = 0
 

@@ -1,11 +1,13 @@
 import CKVM
 import Devices
 import Events
-import Foundation
 import KVM
 import Posix
 import Seccomp
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs one vCPU on a dedicated, joinable OS thread: KVM_RUN, dispatch the exit
 /// to the port-I/O or MMIO bus, repeat. Before every KVM_RUN the thread asks the

@@ -1,4 +1,3 @@
-import Foundation
 import GuestMemory
 import Storage
 

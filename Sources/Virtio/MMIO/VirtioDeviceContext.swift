@@ -1,7 +1,6 @@
 import CKVM
 import Devices
 import Events
-import Foundation
 import GuestMemory
 
 /// What an activated device may use: guest memory, its queues, the negotiated

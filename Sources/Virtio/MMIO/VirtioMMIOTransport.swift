@@ -1,10 +1,12 @@
 import CKVM
 import Devices
 import Events
-import Foundation
 import GuestMemory
 import Logging
 import Posix
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The virtio-mmio transport, version 2 register layout (virtio 1.2 §4.2.2), in
 /// front of one `VirtioDevice`. Registered on the MMIO bus for `windowSize` bytes.
@@ -30,7 +32,7 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
     public let memory: GuestMemory
     public let eventLoop: EventLoop
     let interrupt: InterruptLine
-    let lock = NSLock()
+    let lock = ThreadLock()
     /// Guest misbehaviour (DEVICE_NEEDS_RESET) at warning.
     let log = Logger(label: "skiff.virtio")
 

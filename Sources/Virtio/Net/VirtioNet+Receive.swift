@@ -1,7 +1,9 @@
 import CKVM
-import Foundation
 import GuestMemory
 import Network
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Receive (TAP → guest). Each frame is `readv`ed straight into the guest's
 /// receive chains (the vnet header included), popped ahead of it: one chain

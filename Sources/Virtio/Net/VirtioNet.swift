@@ -1,7 +1,9 @@
 import CKVM
-import Foundation
 import GuestMemory
 import Network
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// virtio-net (device ID 1, virtio 1.2 §5.1) over a TAP opened with IFF_VNET_HDR:
 /// queue 0 receives (TAP → guest), queue 1 transmits (guest → TAP), queue 2 is
