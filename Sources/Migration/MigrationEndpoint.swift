@@ -52,7 +52,8 @@ public struct MigrationEndpoint: Equatable, Sendable, CustomStringConvertible {
         guard rc == 0 else {
             throw MigrationError(.connection, "cannot resolve '\(host)': \(String(cString: gai_strerror(rc)))")
         }
-        return MigrationEndpoint(host: String(cString: text), port: port)
+        let length = text.firstIndex(of: 0) ?? text.count
+        return MigrationEndpoint(host: String(decoding: text[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self), port: port)
     }
 
     /// A resolved socket address.

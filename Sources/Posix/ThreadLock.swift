@@ -25,6 +25,9 @@ public final class ThreadLock: @unchecked Sendable {
 
     public func unlock() { pthread_mutex_unlock(mutex) }
 
+    /// Takes the lock only if it is free now (never waits); true if taken.
+    public func tryLock() -> Bool { pthread_mutex_trylock(mutex) == 0 }
+
     /// Runs `body` holding the lock.
     @discardableResult
     public func withLock<Result>(_ body: () throws -> Result) rethrows -> Result {

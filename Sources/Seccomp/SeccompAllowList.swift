@@ -112,11 +112,11 @@ public struct SeccompAllowList: Sendable {
             "clone", "clone3", "set_robust_list", "rseq", "prctl", "setpriority", "epoll_create1", "timerfd_create",
             // pause, resume, stop
             "tgkill",
-            // snapshot files (Foundation's FileManager and SnapshotWriter), and cleaning up after a failed one
+            // snapshot files (FoundationEssentials' FileManager and SnapshotWriter), and cleaning up after a failed one
             "openat", "mkdir", "mkdirat", "statx", "lseek", "pwrite64", "pread64", "ftruncate", "fsync",
             "fdatasync", "rename", "renameat", "renameat2", "unlink", "unlinkat", "rmdir", "getdents64",
             "readlink", "access", "faccessat", "faccessat2", "getcwd",
-            // vm.send-migration: its connection (name lookups included), handshake, stream
+            // vm.send-migration: its connection (to an IP address: the API refuses host names), handshake, stream
             "socket", "connect", "sendto", "sendmsg", "recvfrom", "recvmsg", "poll", "ppoll", "getrandom",
             // ... and a disk sent without shared storage: its requests in flight are completed
             // (by its I/O threads) before the clusters they marked are read; reading through

@@ -2,6 +2,7 @@ import CKVM
 import Devices
 import Events
 import GuestMemory
+import Posix
 
 /// What an activated device may use: guest memory, its queues, the negotiated
 /// features, interrupts, and watches on the event loop. Created by the transport at
@@ -20,7 +21,7 @@ public final class VirtioDeviceContext: @unchecked Sendable {
     private unowned let transport: VirtioMMIOTransport
     /// The transport's device lock, held strongly: `tryLocked` runs on threads
     /// that may still hold this context while the transport goes away.
-    private let deviceLock: NSLock
+    private let deviceLock: ThreadLock
     private var watched: [Int32] = []
     public private(set) var isActive = true
 
@@ -66,7 +67,7 @@ public final class VirtioDeviceContext: @unchecked Sendable {
     /// right now and this context still active; otherwise returns false at once,
     /// running nothing. Never waits: the lock's holder may be waiting for the caller.
     public func tryLocked(_ body: () -> Void) -> Bool {
-        guard deviceLock.try() else { return false }
+        guard deviceLock.tryLock() else { return false }
         defer { deviceLock.unlock() }
         guard isActive else { return false }
         body()
