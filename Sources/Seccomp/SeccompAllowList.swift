@@ -113,7 +113,7 @@ public struct SeccompAllowList: Sendable {
             // pause, resume, stop
             "tgkill",
             // snapshot files (FoundationEssentials' FileManager and SnapshotWriter), and cleaning up after a failed one
-            "openat", "mkdir", "mkdirat", "statx", "lseek", "pwrite64", "pread64", "ftruncate", "fsync",
+            "openat", "mkdir", "mkdirat", "statx", "lseek", "pwrite64", "pread64", "preadv2", "ftruncate", "fsync",
             "fdatasync", "rename", "renameat", "renameat2", "unlink", "unlinkat", "rmdir", "getdents64",
             "readlink", "access", "faccessat", "faccessat2", "getcwd",
             // vm.send-migration: its connection (to an IP address: the API refuses host names), handshake, stream
@@ -141,7 +141,7 @@ public struct SeccompAllowList: Sendable {
     static let main = SeccompAllowList(
         systemCalls: runtime + [
             "poll", "ppoll", "read", "close", "tgkill", "epoll_ctl", "rt_sigaction",
-            "pwrite64", "pwritev", "pread64", "preadv",
+            "pwrite64", "pwritev", "pread64", "preadv", "preadv2",  // preadv2: a disk's inline reads (RWF_NOWAIT)
             "fsync", "fdatasync", "ftruncate", "fallocate", "lseek", "flock", "fcntl",
             "unlink",  // nothing now; the API socket's removal if main is ever narrowed with the API on
             "shutdown",  // a migrated-in VM's stream to its source, closed at teardown

@@ -191,9 +191,10 @@ import Testing
         for i in 0 ..< count { #expect(Array(readBack[i].bytes) == pattern(size, seed: UInt64(100 + i))) }
     }
 
-    /// Small requests run on the submitting thread, but their completions still wait
-    /// for the end of the batch (or the eventfd), never running inside `submit`.
-    @Test func smallRequestsRunInlineAndCompleteAfterTheBatch() throws {
+    /// Small reads the page cache holds run on the submitting thread (RWF_NOWAIT), but
+    /// their completions still wait for the end of the batch (or the eventfd), never
+    /// running inside `submit`. Writes always go to the I/O threads.
+    @Test func smallCachedReadsRunInlineAndCompleteAfterTheBatch() throws {
         let dir = TempDir()
         let (engine, lock) = try Self.makeEngine(dir, inlineBytes: 8192)
         let tally = Tally()
@@ -203,28 +204,68 @@ import Testing
         data.withUnsafeBytes { small.bytes.copyMemory(from: $0) }
         lock.lock()
         defer { lock.unlock() }
+        var pfd = pollfd(fd: engine.completionFD, events: Int16(POLLIN), revents: 0)
+        // A small write: not inline (a buffered write may wait for writeback); an I/O
+        // thread moves it and, with the lock held here, the eventfd brings it back.
         engine.batch {
             engine.submit(.write(offset: 0, buffers: [UnsafeRawBufferPointer(small.bytes)])) { tally.record($0) }
-            #expect(tally.counts.done == 0)  // not from inside submit
         }
-        // Ran inline: complete when the batch ended, on this thread, no I/O thread involved.
-        #expect(tally.counts.done == 1 && tally.counts.offOwner == 0 && tally.counts.failures == 0)
-        // Outside a batch the eventfd brings the completion, as for any request.
+        #expect(poll(&pfd, 1, 10_000) == 1)
+        engine.processCompletions()
+        engine.drain()
+        #expect(tally.counts.done == 1 && tally.counts.failures == 0)
+        // The written pages are cached now: a small read of them runs inline, complete
+        // when the batch ended, on this thread, no I/O thread involved.
         let readBack = try AlignedBuffer(count: 8192)
-        engine.submit(.read(offset: 0, buffers: [readBack.bytes])) { tally.record($0) }
-        #expect(tally.counts.done == 1)
-        var pfd = pollfd(fd: engine.completionFD, events: Int16(POLLIN), revents: 0)
+        engine.batch {
+            engine.submit(.read(offset: 0, buffers: [readBack.bytes])) { tally.record($0) }
+            #expect(tally.counts.done == 1)  // not from inside submit
+        }
+        #expect(tally.counts.done == 2 && tally.counts.offOwner == 0)
+        #expect(Array(readBack.bytes) == data)
+        // Outside a batch the eventfd brings the completion, as for any request.
+        let again = try AlignedBuffer(count: 8192)
+        engine.submit(.read(offset: 0, buffers: [again.bytes])) { tally.record($0) }
+        #expect(tally.counts.done == 2)
         #expect(poll(&pfd, 1, 0) == 1)  // already signalled: it ran inline
         engine.processCompletions()
-        #expect(tally.counts.done == 2)
-        #expect(Array(readBack.bytes) == data)
+        #expect(tally.counts.done == 3)
+        #expect(Array(again.bytes) == data)
+        // Not in the page cache (written back, then dropped): never read inline, where it
+        // would wait for the disk; an I/O thread reads it.
+        // (DONTNEED may miss pages still in another CPU's LRU batch: retry until
+        // mincore says they are gone; a read would start read-ahead and bring them back.)
+        let fd = open(dir.file("d"), O_RDONLY)
+        #expect(fd >= 0 && fsync(fd) == 0)
+        let map = mmap(nil, 8192, PROT_READ, MAP_SHARED, fd, 0)
+        try #require(map != MAP_FAILED)
+        var resident = [UInt8](repeating: 1, count: 2)
+        var evicted = false
+        for _ in 0 ..< 200 where !evicted {
+            _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+            evicted = mincore(map, 8192, &resident) == 0 && resident.allSatisfy { $0 & 1 == 0 }
+            if !evicted { usleep(5_000) }
+        }
+        munmap(map, 8192)
+        close(fd)
+        try #require(evicted, "the page cache kept the file's pages")
+        let cold = try AlignedBuffer(count: 8192)
+        engine.batch {
+            engine.submit(.read(offset: 0, buffers: [cold.bytes])) { tally.record($0) }
+        }
+        #expect(tally.counts.done == 3)  // not finished at the batch's end: on an I/O thread
+        #expect(poll(&pfd, 1, 10_000) == 1)
+        engine.processCompletions()
+        engine.drain()
+        #expect(tally.counts.done == 4)
+        #expect(Array(cold.bytes) == data)
         // Larger than the limit: an I/O thread moves it (lock held: the eventfd brings it back).
         engine.submit(.read(offset: 0, buffers: [large.bytes])) { tally.record($0) }
         #expect(poll(&pfd, 1, 10_000) == 1)
         engine.processCompletions()
         engine.drain()
         let c = tally.counts
-        #expect(c.done == 3 && c.failures == 0)
+        #expect(c.done == 5 && c.failures == 0)
         #expect(Array(large.bytes.prefix(8192)) == data)
         // An inline read past the end of the disk is refused, typed, like any other.
         var failure: StorageError?

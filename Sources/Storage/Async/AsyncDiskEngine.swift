@@ -1,3 +1,4 @@
+import CFileIO
 import Posix
 #if canImport(Glibc)
 import Glibc
@@ -117,7 +118,7 @@ public final class AsyncDiskEngine {
     ///   - ioThreads: threads doing the data transfers (started by `startIOThreads`
     ///     or, failing that, at the first transfer).
     ///   - synchronous: no I/O threads: every request runs inside `submit`.
-    ///   - inlineBytes: reads and writes up to this size run on the submitting thread.
+    ///   - inlineBytes: reads up to this size that the page cache holds run on the submitting thread.
     public init(image: DiskImage, queueDepth: Int = 32, ioThreads: Int = 4, inlineBytes: Int = 16384,
                 synchronous: Bool = false) throws {
         guard (1 ... 1024).contains(queueDepth) else {
@@ -307,13 +308,15 @@ public final class AsyncDiskEngine {
         // one job, no arrays built.
         if extents.count == 1, extents[0].length == UInt64(total), case .host(let fd, let hostOffset) = extents[0].location,
            align <= 1, !scratch.isEmpty, scratch.count <= 1024 {
-            if total <= inlineBytes {
-                let moved = scratch.withUnsafeMutableBufferPointer {
-                    IOWorkerPool.transfer(IOWorkerPool.Job(fd: fd, offset: Int64(hostOffset), iovecs: $0.baseAddress!,
-                                                           count: $0.count, write: write, tag: 0))
-                }
+            // A small read the page cache holds whole is copied here, on the submitting
+            // thread: cheaper than a hand-over and back. RWF_NOWAIT makes sure it never
+            // waits for the disk (that would stall every device on this event loop); a
+            // read it cannot finish at once, and every write (a buffered write may wait
+            // for writeback, and ext4 refuses RWF_NOWAIT for those), goes to the I/O threads.
+            if !write, total <= inlineBytes,
+               scratch.withUnsafeBufferPointer({ cfileio_preadv_nowait(fd, $0.baseAddress, Int32($0.count), Int64(hostOffset)) }) == total {
                 op.bytes = total
-                return finish(op, result: transferError(op, moved: moved, expected: total).map { .failure($0) } ?? .success(total))
+                return finish(op, result: .success(total))
             }
             guard !freeSlots.isEmpty, inFlightRequests < queueDepth else {
                 backlog.insert(op, at: 0)
