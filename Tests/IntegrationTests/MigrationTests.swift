@@ -34,16 +34,7 @@ struct MigrationTests {
         let run = try pair.migrate()
         #expect(run.status == 0, "skiff migrate: \(run.stderr)")
         #expect(!run.stdout.contains("did not converge"), "\(run.stdout)")
-        #expect(pair.source.waitForExit(timeout: 30) == 0)
-        let before = pair.source.output.text
-        #expect(pair.destination.output.waitFor("count \(pair.every * UInt64(MigrationPair.counts(before).count + 3))\n",
-                                                timeout: 90), "destination: \(pair.destination.output.text.suffix(300))")
-        let all = before + pair.destination.output.text
-        #expect(!all.contains("FAILED"), "\(all.suffix(400))")
-        #expect(pair.unbroken(MigrationPair.counts(all)))
-        print("dirtying guest: \(run.stdout)")
-        kill(pair.destination.process.processIdentifier, SIGTERM)
-        _ = pair.destination.waitForExit(timeout: 30)
+        Self.expectIntactOnTheDestination(pair, run, lines: 3, label: "dirtying guest")
     }
 
     @Test func aGuestsWrittenMemoryArrivesWhole() throws {
@@ -55,14 +46,20 @@ struct MigrationTests {
         #expect(pair.source.output.text.contains("count: filled 24576 pages"))
         let run = try pair.migrate()
         #expect(run.status == 0, "skiff migrate: \(run.stderr)")
+        Self.expectIntactOnTheDestination(pair, run, lines: 7, label: "filled guest")
+    }
+
+    /// After a migration the source exits 0 and the destination prints `lines` more
+    /// lines: no memory check FAILED, one unbroken sequence. Then it is stopped.
+    static func expectIntactOnTheDestination(_ pair: MigrationPair, _ run: SkiffRun, lines: Int, label: String) {
         #expect(pair.source.waitForExit(timeout: 30) == 0)
         let before = pair.source.output.text
-        #expect(pair.destination.output.waitFor("count \(pair.every * UInt64(MigrationPair.counts(before).count + 7))\n",
+        #expect(pair.destination.output.waitFor("count \(pair.every * UInt64(MigrationPair.counts(before).count + lines))\n",
                                                 timeout: 90), "destination: \(pair.destination.output.text.suffix(300))")
         let all = before + pair.destination.output.text
         #expect(!all.contains("FAILED"), "\(all.suffix(400))")
         #expect(pair.unbroken(MigrationPair.counts(all)))
-        print("filled guest: \(run.stdout)")
+        print("\(label): \(run.stdout)")
         kill(pair.destination.process.processIdentifier, SIGTERM)
         _ = pair.destination.waitForExit(timeout: 30)
     }
