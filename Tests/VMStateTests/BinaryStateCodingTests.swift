@@ -64,6 +64,27 @@ import Testing
         }
     }
 
+    /// One spelling per value: a damaged tag or an overlong varint must not
+    /// decode to the number the encoder wrote (CI once saw a flipped `uint`
+    /// tag read back as the same zero through `int`).
+    @Test func everyNumberHasOneEncoding() throws {
+        struct Unsigned: Codable, Equatable { var v: UInt8 }
+        struct Signed: Codable, Equatable { var v: Int }
+        struct Real: Codable, Equatable { var v: Double }
+        let unsignedZero = try BinaryStateEncoder().encode(Unsigned(v: 0))
+        let signedZero = try BinaryStateEncoder().encode(Signed(v: 0))
+        #expect(try BinaryStateDecoder().decode(Unsigned.self, from: unsignedZero) == Unsigned(v: 0))
+        #expect(try BinaryStateDecoder().decode(Signed.self, from: signedZero) == Signed(v: 0))
+        #expect(throws: DecodingError.self) { try BinaryStateDecoder().decode(Unsigned.self, from: signedZero) }
+        #expect(throws: DecodingError.self) { try BinaryStateDecoder().decode(Signed.self, from: unsignedZero) }
+        #expect(throws: DecodingError.self) { try BinaryStateDecoder().decode(Real.self, from: signedZero) }
+        // 0 and 1 as two-byte varints (a trailing zero group).
+        #expect(throws: BinaryCodingError.self) { try BinaryStateDecoder().decode(UInt64.self, from: [4, 0x80, 0x00]) }
+        #expect(throws: BinaryCodingError.self) { try BinaryStateDecoder().decode(UInt64.self, from: [4, 0x81, 0x00]) }
+        #expect(try BinaryStateDecoder().decode(UInt64.self, from: [4, 0x80, 0x01]) == 128)
+        #expect(try BinaryStateDecoder().decode(UInt64.self, from: [4, 0x00]) == 0)
+    }
+
     @Test func hostileWireBytesFailCleanly() {
         let cases: [(String, [UInt8])] = [
             ("empty", []),

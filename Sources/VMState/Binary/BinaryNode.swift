@@ -105,7 +105,12 @@ struct BinaryReader {
             let b = try byte()
             guard shift < 63 || b <= 1 else { throw BinaryCodingError("varint overflows 64 bits at byte \(offset)") }
             result |= UInt64(b & 0x7f) << UInt64(shift)
-            if b & 0x80 == 0 { return result }
+            if b & 0x80 == 0 {
+                // The shortest form only: a trailing zero group would be a
+                // second spelling of the same number.
+                guard b != 0 || shift == 0 else { throw BinaryCodingError("varint not in its shortest form at byte \(offset)") }
+                return result
+            }
         }
         throw BinaryCodingError("varint longer than 10 bytes at byte \(offset)")
     }

@@ -52,10 +52,13 @@ func mismatch(_ type: Any.Type, _ node: BinaryNode, _ path: [CodingKey]) -> Deco
 /// built only for an error: one array per field was a large share of a decode.
 enum BinaryScalar {
     static func integer<T: FixedWidthInteger>(_ node: BinaryNode, _ path: @autoclosure () -> [CodingKey]) throws -> T {
+        // Signed types come only from `int`, unsigned only from `uint`, as
+        // the encoder writes them: one encoding per value, so a damaged tag
+        // cannot decode to the same number.
         let value: T?
         switch node {
-        case .int(let v): value = T(exactly: v)
-        case .uint(let v): value = T(exactly: v)
+        case .int(let v) where T.isSigned: value = T(exactly: v)
+        case .uint(let v) where !T.isSigned: value = T(exactly: v)
         default: throw mismatch(T.self, node, path())
         }
         guard let value else {
@@ -77,8 +80,6 @@ enum BinaryScalar {
     static func double(_ node: BinaryNode, _ path: @autoclosure () -> [CodingKey]) throws -> Double {
         switch node {
         case .double(let d): return d
-        case .int(let v): return Double(v)
-        case .uint(let v): return Double(v)
         default: throw mismatch(Double.self, node, path())
         }
     }
