@@ -11,15 +11,19 @@ For each VMM, over N runs (alternating, so drift hits both alike):
     Both VMMs back guest RAM with a memfd here (QEMU through
     memory-backend-memfd), so guest pages count as RssShmem in both.
 Prints medians (and min-max) side by side with the ratio skiff/QEMU.
+`--devices` gives both VMMs a 64 MiB raw disk and (as root, on a TAP in a
+throw-away network namespace) a network card, idle unless the guest uses them;
+`--baseline PATH` adds a column for another skiff binary (before -> after).
 
-    Benchmarks/boot-bench.py [--runs N] [--guest hello] [--memory 64M]
+    Benchmarks/boot-bench.py [--runs N] [--guest hello] [--memory 64M] [--devices]
+                             [--api] [--baseline PATH]
 """
-import argparse, os, re, statistics, subprocess, sys, tempfile, time
+import argparse, os, re, shutil, statistics, subprocess, sys, tempfile, time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def commands(skiff, guest, memory, api_socket=None):
+def commands(skiff, guest, memory, api_socket=None, disk=None, netns=None, tap=None):
     elf = os.path.join(REPO, "firmware", "out", guest + ".elf")
     skiff_cmd = [skiff, "run", "--kernel", elf, "--memory", memory, "--cmdline", ""]
     if api_socket:
@@ -29,7 +33,33 @@ def commands(skiff, guest, memory, api_socket=None):
                 "-object", "memory-backend-memfd,id=mem,size=" + memory,
                 "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
                 "-no-reboot", "-kernel", elf]
+    if disk:
+        skiff_cmd += ["--disk", f"path={disk},format=raw"]
+        qemu_cmd += ["-global", "virtio-mmio.force-legacy=false",
+                     "-drive", f"id=d0,file={disk},format=raw,if=none,cache=writeback,aio=threads",
+                     "-device", "virtio-blk-device,drive=d0"]
+    if tap:
+        skiff_cmd += ["--net", f"tap={tap},mac=52:54:00:12:34:56"]
+        qemu_cmd += ["-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+                     "-device", "virtio-net-device,netdev=n0,mac=52:54:00:12:34:56"]
+    if netns:
+        skiff_cmd, qemu_cmd = ["ip", "netns", "exec", netns] + skiff_cmd, ["ip", "netns", "exec", netns] + qemu_cmd
     return {"skiff": skiff_cmd, "qemu": qemu_cmd}
+
+
+def make_devices(tmp):
+    """A sparse raw disk and, as root, a TAP in a new network namespace."""
+    disk = os.path.join(tmp, "disk.raw")
+    with open(disk, "wb") as f:
+        f.truncate(64 << 20)
+    if os.geteuid() != 0:
+        print("boot-bench: not root, --devices gives a disk only (a TAP needs a network namespace)", file=sys.stderr)
+        return disk, None, None
+    netns, tap = f"bootbench{os.getpid()}", "bbtap0"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    for cmd in (["ip", "tuntap", "add", "dev", tap, "mode", "tap", "vnet_hdr"], ["ip", "link", "set", tap, "up"]):
+        subprocess.run(["ip", "netns", "exec", netns] + cmd, check=True)
+    return disk, netns, tap
 
 
 def wall_and_memory(cmd):
@@ -81,15 +111,33 @@ def main():
     ap.add_argument("--skiff", default=os.path.join(REPO, ".build", "release", "skiff"))
     ap.add_argument("--api", action="store_true",
                     help="also run skiff with --api-socket (a third column: what the control API costs)")
+    ap.add_argument("--devices", action="store_true", help="attach a raw disk and (as root) a TAP network card")
+    ap.add_argument("--baseline", help="another skiff binary, run alike in its own column (before -> after)")
     args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="boot-bench-")
+    netns = None
+    try:
+        devices = make_devices(tmp) if args.devices else (None, None, None)
+        netns = devices[1]
+        run(args, tmp, *devices)
+    finally:
+        if netns:
+            subprocess.run(["ip", "netns", "del", netns], stderr=subprocess.DEVNULL)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args, tmp, disk, netns, tap):
     if not os.path.exists(args.skiff):
         sys.exit(f"boot-bench: {args.skiff} is missing; run `swift build -c release --static-swift-stdlib` first")
     subprocess.run([os.path.join(REPO, "scripts", "build-firmware.sh"), args.guest], check=True, stdout=subprocess.DEVNULL)
 
-    cmds = commands(args.skiff, args.guest, args.memory)
+    devices = {"disk": disk, "netns": netns, "tap": tap}
+    cmds = commands(args.skiff, args.guest, args.memory, **devices)
     if args.api:
-        sock = os.path.join(tempfile.mkdtemp(prefix="boot-bench-"), "vm.sock")
-        cmds["skiff+api"] = commands(args.skiff, args.guest, args.memory, sock)["skiff"]
+        sock = os.path.join(tmp, "vm.sock")
+        cmds["skiff+api"] = commands(args.skiff, args.guest, args.memory, sock, **devices)["skiff"]
+    if args.baseline:
+        cmds["baseline"] = commands(args.baseline, args.guest, args.memory, **devices)["skiff"]
     results = {name: {"run": [], "wall": [], "mem": []} for name in cmds}
     for name, cmd in cmds.items():  # warm-up: page cache, first-run costs
         wall_and_memory(cmd)
@@ -102,16 +150,18 @@ def main():
             results[name]["mem"].append(mem / 1024)
             results[name]["run"].append(first_kvm_run(cmd) * 1000)
 
-    print(f"boot-bench: guest {args.guest}, {args.memory} RAM, {args.runs} runs each, medians (min-max)")
-    api = "skiff+api" in results
-    print(f"{'figure':<34}{'skiff':>24}{'QEMU microvm':>24}{'skiff/QEMU':>12}" + (f"{'skiff --api-socket':>24}" if api else ""))
+    attached = " + disk + net" if tap else (" + disk" if disk else "")
+    print(f"boot-bench: guest {args.guest}{attached}, {args.memory} RAM, {args.runs} runs each, medians (min-max)")
+    extras = [(name, title) for name, title in (("skiff+api", "skiff --api-socket"), ("baseline", "baseline"))
+              if name in results]
+    print(f"{'figure':<34}{'skiff':>24}{'QEMU microvm':>24}{'skiff/QEMU':>12}" + "".join(f"{t:>24}" for _, t in extras))
     rows = [("start -> first KVM_RUN (ms, strace)", "run"),
             ("start -> exit after power-off (ms)", "wall"),
             ("peak RSS - guest RAM (MiB)", "mem")]
     for label, key in rows:
         s, q = summary(results["skiff"][key]), summary(results["qemu"][key])
         cell = lambda t: f"{t[0]:.1f} ({t[1]:.1f}-{t[2]:.1f})"
-        extra = f"{cell(summary(results['skiff+api'][key])):>24}" if api else ""
+        extra = "".join(f"{cell(summary(results[name][key])):>24}" for name, _ in extras)
         print(f"{label:<34}{cell(s):>24}{cell(q):>24}{s[0] / q[0]:>12.2f}" + extra)
 
 

@@ -23,6 +23,24 @@ swift build --build-tests
 # and timing-sensitive guests (count, Linux) should not fight each other.
 swift test --skip-build --no-parallel "$@"
 
+# The release build is what users run (one static executable linked by lld with
+# Linker/startup.order; Package.swift): build it and boot the hello guest with it,
+# so a broken release link shows here. Only on a full run.
+if [ "$#" -eq 0 ]; then
+    swift build -c release --static-swift-stdlib --product skiff 2>&1 \
+        | { grep -v "in statically linked applications requires at runtime" || true; } | tail -3
+    if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+        hello=$("$repo/.build/release/skiff" run --kernel "$repo/firmware/out/hello.elf" --memory 64M)
+        if ! grep -q "Hello from Skiff firmware" <<<"$hello"; then
+            echo "test.sh: the release skiff did not boot the hello guest: $hello" >&2
+            exit 1
+        fi
+        echo "test.sh: the release build boots the hello guest"
+    else
+        echo "test.sh: no usable /dev/kvm: the release build is built but not booted (skipped)" >&2
+    fi
+fi
+
 # Then every parser's fuzz target briefly from its seed corpus (docs/fuzzing.md), so a
 # parser regression shows here; skipped, saying so, where the toolchain has no libFuzzer.
 # Only on a full run; SKIFF_FUZZ_SECONDS (per target, default 20) = 0 leaves it out.
