@@ -83,7 +83,7 @@ let package = Package(
         .target(name: "SkiffCLI"),
         // Release builds are one static executable: no dynamic loader, no relocations at
         // start-up (7.4 M → 3.3 M instructions before the guest runs, ~4.6 MiB less RSS),
-        // linked by lld with the functions start-up runs placed together (8.8 → 6.4 MiB;
+        // linked by lld with the functions start-up runs placed together (8.8 → 5.9 MiB;
         // docs/performance.md). Debug builds stay dynamic for the sanitizers and debuggers.
         .executableTarget(name: "skiff", dependencies: [
             "SkiffCLI", "VMM", "VMState", "Migration", "Posix", "Storage", "Virtio", "API", "SecureChannel", "Seccomp",
