@@ -199,6 +199,24 @@ struct MigrationDiskCopyTests {
 
     /// The destination killed while the top layer (48 MiB here) is on its way:
     /// the source's guest writes on to its end, its image intact and clean.
+    /// Stops `pid` and returns once every one of its threads is stopped (a
+    /// signal's stop is not immediate on another core).
+    static func stop(_ pid: pid_t) {
+        kill(pid, SIGSTOP)
+        for _ in 0 ..< 2_000 {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            let running = tasks.contains { task in
+                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")") else { return false }
+                // The state follows the command name: "T" stopped, "Z"/"X" gone.
+                let state = stat[stat.index(close, offsetBy: 2)]
+                return !"TtZX".contains(state)
+            }
+            if !running { return }
+            usleep(500)
+        }
+    }
+
     @Test func aDestinationKilledMidDiskTransferLeavesTheSourceIntact() throws {
         let dir = try Shell.temporaryDirectory("migrate-disk-copy-cut")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -208,15 +226,21 @@ struct MigrationDiskCopyTests {
             try? SkiffProcess.run(["migrate", "--api-socket", socket, "--insecure-migration", "tcp:127.0.0.1:\(port)"],
                                   timeout: 120)
         }
-        // Killed once the overlay holds a few MiB of the 48.
+        // Killed once the overlay holds a few MiB of the 48. The destination runs in
+        // short slices and its overlay is measured while it is stopped, so the size
+        // seen is the size at the kill: a busy host cannot let the transfer run past
+        // the window between a look and the kill.
+        let pid = destination.process.processIdentifier
         let deadline = Date().addingTimeInterval(60)
         var size: UInt64 = 0
         while Date() < deadline {
+            Self.stop(pid)
             size = ((try? FileManager.default.attributesOfItem(atPath: overlay))?[.size] as? UInt64) ?? 0
             if size >= 4 << 20 { break }
-            usleep(2_000)
+            kill(pid, SIGCONT)
+            usleep(1_000)
         }
-        kill(destination.process.processIdentifier, SIGKILL)
+        kill(pid, SIGKILL)
         let finished = try #require(migrate.wait(timeout: 120))
         let run = try #require(finished)
         let context = "\(run.stderr.suffix(400)) \(destination.errors.text.suffix(600))"
