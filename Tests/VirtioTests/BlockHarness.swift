@@ -54,6 +54,12 @@ final class BlockHarness {
         guard driver.negotiate(features) else { throw OptionError("FEATURES_OK refused") }
         driver.setUpQueue(0, guest)
         driver.driverOK()
+        // DRIVER_OK has the loop look at the queue once (buffers posted before it).
+        // Wait for that here, so it cannot take a test's first requests before the
+        // test's own notification (the loop runs its queued work in order).
+        let looked = DispatchSemaphore(value: 0)
+        loop.loop.execute { looked.signal() }
+        looked.wait()
     }
 
     deinit { try? FileManager.default.removeItem(at: directory) }

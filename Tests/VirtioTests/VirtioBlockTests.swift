@@ -167,6 +167,48 @@ import Testing
         #expect(h.driver.status & VirtioStatus.deviceNeedsReset == 0)
     }
 
+    /// Reads (or writes) that follow each other on the disk and arrive in one
+    /// notification go as one transfer, each still answered with its own data and
+    /// used length; a gap, the other direction or a flush starts a new run.
+    @Test func adjacentRequestsInOneNotificationAreMerged() throws {
+        let h = try BlockHarness(features: VirtioFeature.version1 | VirtioBlock.Feature.flush, queueSize: 64)
+        // Three adjacent 4 KiB reads, one read elsewhere, two adjacent writes, a flush, one more adjacent write.
+        var reads: [(head: UInt16, data: UInt64, status: UInt64, sector: UInt64)] = []
+        for sector: UInt64 in [0, 8, 16, 100] {
+            let r = try h.post(type: T.in, sector: sector, inLength: 4096)
+            reads.append((r.head, r.data, r.status, sector))
+        }
+        let pattern = { (seed: Int) in (0 ..< 4096).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ seed) } }
+        var writes: [(status: UInt64, sector: UInt64, bytes: [UInt8])] = []
+        for (i, sector): (Int, UInt64) in [(1, 200), (2, 208)] {
+            writes.append((try h.post(type: T.out, sector: sector, out: pattern(i)).status, sector, pattern(i)))
+        }
+        let flush = try h.post(type: T.flush, sector: 0)
+        writes.append((try h.post(type: T.out, sector: 216, out: pattern(3)).status, 216, pattern(3)))
+        let before = h.guest.usedIdx
+        #expect(h.kickAndWait(for: 8))
+        // The first three reads and the two writes before the flush.
+        #expect(h.device.mergedRequests == 5)
+        var lengths: [UInt32: UInt32] = [:]
+        for i in 0 ..< UInt16(8) {
+            let e = try h.guest.usedElement(before &+ i)
+            lengths[e.id] = e.length
+        }
+        for r in reads {
+            #expect(try h.memory.load(UInt8.self, from: GuestAddress(r.status)) == S.ok)
+            #expect(lengths[UInt32(r.head)] == 4097)
+            // Each sector of the image holds its number + 1.
+            let expected = (0 ..< 8).flatMap { [UInt8](repeating: UInt8(truncatingIfNeeded: r.sector + $0 + 1), count: 512) }
+            #expect(try h.memory.read(from: GuestAddress(r.data), count: 4096) == expected)
+        }
+        #expect(try h.memory.load(UInt8.self, from: GuestAddress(flush.status)) == S.ok)
+        for w in writes {
+            #expect(try h.memory.load(UInt8.self, from: GuestAddress(w.status)) == S.ok)
+            #expect(try h.fileBytes(at: Int(w.sector * 512), count: 4096) == w.bytes)
+        }
+        #expect(h.driver.status & VirtioStatus.deviceNeedsReset == 0)
+    }
+
     @Test func badBuffersGetIOErrors() throws {
         let h = try BlockHarness()
         // Data buffer outside guest RAM, status byte fine.
