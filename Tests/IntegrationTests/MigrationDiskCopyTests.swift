@@ -197,8 +197,6 @@ struct MigrationDiskCopyTests {
         #expect(SnapshotDiskTests.logged(source.output.text) == Array(0..<Self.writes))
     }
 
-    /// The destination killed while the top layer (48 MiB here) is on its way:
-    /// the source's guest writes on to its end, its image intact and clean.
     /// Stops `pid` and returns once every one of its threads is stopped (a
     /// signal's stop is not immediate on another core).
     static func stop(_ pid: pid_t) {
@@ -217,6 +215,8 @@ struct MigrationDiskCopyTests {
         }
     }
 
+    /// The destination killed while the top layer (48 MiB here) is on its way:
+    /// the source's guest writes on to its end, its image intact and clean.
     @Test func aDestinationKilledMidDiskTransferLeavesTheSourceIntact() throws {
         let dir = try Shell.temporaryDirectory("migrate-disk-copy-cut")
         defer { try? FileManager.default.removeItem(at: dir) }

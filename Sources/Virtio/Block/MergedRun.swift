@@ -26,17 +26,22 @@ struct MergedRun {
     mutating func add(_ request: BlockRequest, isRead: Bool, offset: UInt64, length: UInt64,
                       buffers: [UnsafeMutableRawBufferPointer], written: UInt32) {
         if requests.isEmpty {
+            // A run of one request (random I/O) keeps that request's own array: no copy.
             self.isRead = isRead
             self.offset = offset
-            self.length = 0
+            self.length = length
+            self.buffers = buffers
+        } else {
+            self.length += length
+            self.buffers += buffers
         }
-        self.length += length
-        self.buffers += buffers
         requests.append((request, written))
     }
 
+    /// Empties the run. The buffer array is let go rather than cleared in place:
+    /// the submitted transfer still holds it, so clearing would copy it.
     mutating func reset() {
-        buffers.removeAll(keepingCapacity: true)
+        buffers = []
         requests.removeAll(keepingCapacity: true)
         length = 0
     }
