@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "Posix"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "Posix", "CTSan"]),
         .testTarget(name: "StorageTests", dependencies: [
-            "Storage", .product(name: "PropertyBased", package: "swift-property-based"),
+            "Storage", "CKVM", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
         .testTarget(name: "NetworkTests", dependencies: ["Network"]),
         .testTarget(name: "VirtioTests", dependencies: ["Virtio", "Events", "GuestMemory", "Devices", "Storage", "Network"]),

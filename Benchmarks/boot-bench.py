@@ -3,7 +3,9 @@
 
 For each VMM, over N runs (alternating, so drift hits both alike):
   * start -> first KVM_RUN: from execve to the first KVM_RUN ioctl, taken from
-    `strace -f -ttt` (strace slows both VMMs alike; a separate figure);
+    `perf trace` (syscall tracepoints; a separate run), or from `strace -f -ttt`
+    where perf cannot trace (strace stops every thread at every call and slows
+    QEMU, with far more calls, much more than skiff);
   * start -> exit: wall time of a plain run until the guest's power-off ends
     the process;
   * VMM memory: peak of (VmRSS - RssShmem) sampled every ~1 ms from
@@ -82,8 +84,21 @@ def wall_and_memory(cmd):
 
 
 def first_kvm_run(cmd):
-    """Seconds from execve to the first KVM_RUN, per strace's timestamps."""
-    with tempfile.NamedTemporaryFile("r", suffix=".strace") as log:
+    """Milliseconds from execve to the first KVM_RUN, per `perf trace` (or strace) timestamps.
+
+    `perf trace` reads the syscall tracepoints and barely slows either VMM; its times
+    start at the first execve's return. Without perf, `strace -f` stops every thread
+    at every system call, which serialises a multi-threaded start-up and charges QEMU
+    (thousands of calls before its first KVM_RUN) far more than skiff.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".trace") as log:
+        if PERF:
+            subprocess.run(["perf", "trace", "-e", "execve,ioctl", "-o", log.name] + cmd,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for line in log:
+                if "KVM_RUN" in line:
+                    return float(line.split()[0])
+            return float("nan")
         subprocess.run(["strace", "-f", "-ttt", "-e", "trace=execve,ioctl", "-o", log.name] + cmd,
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         start = None
@@ -95,15 +110,28 @@ def first_kvm_run(cmd):
             if start is None and "execve(" in line:
                 start = stamp
             if "KVM_RUN" in line and start is not None:
-                return stamp - start
+                return (stamp - start) * 1000
     return float("nan")
+
+
+def perf_trace_works():
+    """`perf trace` needs perf and the right to read syscall tracepoints (root here)."""
+    if not shutil.which("perf"):
+        return False
+    probe = subprocess.run(["perf", "trace", "-e", "ioctl", "--", "true"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return probe.returncode == 0
 
 
 def summary(values):
     return statistics.median(values), min(values), max(values)
 
 
+PERF = False
+
+
 def main():
+    global PERF
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--guest", default="hello")
@@ -114,6 +142,7 @@ def main():
     ap.add_argument("--devices", action="store_true", help="attach a raw disk and (as root) a TAP network card")
     ap.add_argument("--baseline", help="another skiff binary, run alike in its own column (before -> after)")
     args = ap.parse_args()
+    PERF = perf_trace_works()
     tmp = tempfile.mkdtemp(prefix="boot-bench-")
     netns = None
     try:
@@ -148,14 +177,14 @@ def run(args, tmp, disk, netns, tap):
                 sys.exit(f"boot-bench: {name} exited {status}: {' '.join(cmd)}")
             results[name]["wall"].append(wall * 1000)
             results[name]["mem"].append(mem / 1024)
-            results[name]["run"].append(first_kvm_run(cmd) * 1000)
+            results[name]["run"].append(first_kvm_run(cmd))
 
     attached = " + disk + net" if tap else (" + disk" if disk else "")
     print(f"boot-bench: guest {args.guest}{attached}, {args.memory} RAM, {args.runs} runs each, medians (min-max)")
     extras = [(name, title) for name, title in (("skiff+api", "skiff --api-socket"), ("baseline", "baseline"))
               if name in results]
     print(f"{'figure':<34}{'skiff':>24}{'QEMU microvm':>24}{'skiff/QEMU':>12}" + "".join(f"{t:>24}" for _, t in extras))
-    rows = [("start -> first KVM_RUN (ms, strace)", "run"),
+    rows = [("start -> first KVM_RUN (ms, " + ("perf trace" if PERF else "strace") + ")", "run"),
             ("start -> exit after power-off (ms)", "wall"),
             ("peak RSS - guest RAM (MiB)", "mem")]
     for label, key in rows:

@@ -41,6 +41,8 @@ public final class EventLoop: Sendable {
     /// Parking (VM pause): the loop thread waits here, running no handler.
     private let parking = ThreadCondition()
     private struct Parking {
+        /// `onStart` has returned (or thrown): set once, before any handler runs.
+        var started = false
         var held = false
         var parked = false
         var ended = false
@@ -96,12 +98,17 @@ public final class EventLoop: Sendable {
 
     /// Starts the loop on its own (joinable) thread. `onStart` runs first on that
     /// thread (the VMM loads the thread's seccomp filter there); if it throws, the
-    /// loop ends through `onFailure` without running a handler.
+    /// loop ends through `onFailure` without running a handler. Returns once
+    /// `onStart` has: what it sets up (the disks' I/O threads, the filters) is in
+    /// place before the caller lets a guest run.
     public func start(name: String = "skiff-events", onStart: @escaping @Sendable () throws -> Void = {}) throws {
         precondition(shared.withLock { $0.thread == nil }, "event loop started twice")
         let thread = try JoinableThread(name: name) { [self] in
             do {
-                try onStart()
+                do {
+                    defer { parking.lock(); parkState.started = true; parking.broadcast(); parking.unlock() }
+                    try onStart()
+                }
                 try run()
             } catch let failure as Failure {
                 onFailure?(failure)
@@ -111,6 +118,8 @@ public final class EventLoop: Sendable {
             parking.lock(); parkState.ended = true; parking.broadcast(); parking.unlock()
         }
         shared.withLock { $0.thread = thread }
+        parking.lock(); defer { parking.unlock() }
+        while !parkState.started { parking.wait() }
     }
 
     /// Runs `work` on the loop thread, then holds the thread there — no handler

@@ -107,8 +107,9 @@ struct RunCommand {
             return handler
         }
         // Compiled now, loaded later in one call each: for a migrated-in VM that
-        // is between the source's commit and the guest running (docs/migration-performance.md).
-        try SeccompFilter.prepare([.process, .vcpu, .events, apiSocket == nil ? .main : .api], mode: seccompMode)
+        // is between the source's commit and the guest running (docs/migration-performance.md),
+        // and so that a disk's I/O threads, which start together, do not each compile theirs.
+        try SeccompFilter.prepare([.process, .vcpu, .events, .diskIO, apiSocket == nil ? .main : .api], mode: seccompMode)
         var onStarted: (() -> Void)?
         var incomingVM: Machine.IncomingVM?
         if let incoming {

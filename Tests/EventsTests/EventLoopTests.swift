@@ -43,4 +43,28 @@ struct EventLoopTests {
         #expect(failure?.operation == "epoll_wait")
         #expect(failure?.errno == EINVAL)
     }
+
+    /// `start` returns only once `onStart` has run, so the VMM's I/O threads and
+    /// the loop's seccomp filter are in place before any vCPU runs guest code;
+    /// and an `onStart` that throws ends the loop without leaving `start` waiting.
+    @Test func startReturnsAfterOnStart() throws {
+        let loop = try EventLoop()
+        let finished = Atomic<Bool>(false)
+        try loop.start(name: "test-onstart") {
+            usleep(50_000)  // longer than a thread takes to start, even on a busy host
+            finished.store(true, ordering: .releasing)
+        }
+        let finishedBeforeReturn = finished.load(ordering: .acquiring)
+        #expect(finishedBeforeReturn)
+        loop.stop()
+        loop.join()
+
+        let failing = try EventLoop()
+        let reported = Atomic<Bool>(false)
+        failing.onFailure = { _ in reported.store(true, ordering: .releasing) }
+        try failing.start(name: "test-onstart2") { throw EventLoop.Failure("on start", errno: EPERM) }
+        failing.join()  // the loop ended by itself
+        let wasReported = reported.load(ordering: .acquiring)
+        #expect(wasReported)
+    }
 }

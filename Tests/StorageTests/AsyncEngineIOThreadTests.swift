@@ -1,3 +1,4 @@
+import CKVM
 import Foundation
 import Testing
 @testable import Storage
@@ -75,6 +76,47 @@ import Testing
             }
         }
         return true
+    }
+
+    /// Is thread `tid` of this process still there?
+    private static func threadExists(_ tid: Int32) -> Bool {
+        access("/proc/self/task/\(tid)", F_OK) == 0
+    }
+
+    /// The threads start together, and `startIOThreads` returns once every one
+    /// has run `onStart` (the VMM loads the thread's seccomp filter there, and
+    /// lets the guest run after); if one `onStart` throws, the error comes back
+    /// and no thread is left running.
+    @Test func startReturnsOnceEveryThreadRanOnStartAndAFailureStopsThemAll() throws {
+        let dir = try TempDir()
+        try RawImage.create(path: dir.file("d"), size: 1 << 20)
+        let engine = try AsyncDiskEngine(image: try DiskImageOpener.open(path: dir.file("d"), format: .raw),
+                                         queueDepth: 8, ioThreads: 4)
+        let lock = NSLock()
+        nonisolated(unsafe) var tids: [Int32] = []
+        try engine.startIOThreads {
+            usleep(20_000)  // a slow start: `startIOThreads` must still wait for it
+            lock.withLock { tids.append(ckvm_gettid()) }
+        }
+        let started = lock.withLock { tids }
+        #expect(started.count == 4)
+        #expect(started.allSatisfy(Self.threadExists))
+        engine.stopIOThreads()
+        #expect(!started.contains(where: Self.threadExists))
+
+        try RawImage.create(path: dir.file("e"), size: 1 << 20)
+        let failing = try AsyncDiskEngine(image: try DiskImageOpener.open(path: dir.file("e"), format: .raw),
+                                          queueDepth: 8, ioThreads: 4)
+        nonisolated(unsafe) var attempted: [Int32] = []
+        #expect(throws: StorageError.self) {
+            try failing.startIOThreads {
+                let n = lock.withLock { attempted.append(ckvm_gettid()); return attempted.count }
+                if n == 3 { throw StorageError(.io, "refused on start", errno: EPERM) }
+            }
+        }
+        let all = lock.withLock { attempted }
+        #expect(all.count == 4)
+        #expect(!all.contains(where: Self.threadExists))
     }
 
     @Test func completionsRunOnTheIOThreadsWhenTheLockIsFree() throws {

@@ -62,6 +62,7 @@ struct virtq_avail {
 	uint16_t ring[];
 };
 #define VIRTQ_AVAIL_F_NO_INTERRUPT 1
+#define VIRTQ_USED_F_NO_NOTIFY	1
 
 struct virtq_used_elem {
 	uint32_t id;
@@ -132,12 +133,21 @@ static inline void vq_push(struct vq *q, uint16_t head)
 	q->avail_idx++;
 }
 
-/* Make pushed heads visible and notify the device (unless EVENT_IDX says it need not). */
+/*
+ * Make pushed heads visible and notify the device, unless it said it need not:
+ * avail_event with EVENT_IDX, else the used ring's NO_NOTIFY flag (set while the
+ * device drains the queue), as Linux's virtqueue_kick_prepare decides.
+ */
 static inline void vq_kick(struct vq *q)
 {
 	mb();
 	q->avail->idx = q->avail_idx;
 	mb();
+	if (!q->event_idx && (q->used->flags & VIRTQ_USED_F_NO_NOTIFY)) {
+		q->kicked_idx = q->avail_idx;
+		q->notifies_skipped++;
+		return;
+	}
 	if (q->event_idx) {
 		/* avail_event sits after the used ring (virtio 1.2, 2.7.10). */
 		uint16_t event = *(volatile uint16_t *)&q->used->ring[q->num];

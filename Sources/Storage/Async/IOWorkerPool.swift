@@ -81,6 +81,9 @@ final class IOWorkerPool: @unchecked Sendable {
     /// left running and the error is rethrown.
     func start(onStart: (@Sendable () throws -> Void)? = nil) throws {
         guard threads.isEmpty else { return }
+        // All threads are created first and then waited for: each start (a clone and a
+        // seccomp filter load, ~0.5 ms here) overlaps the others, and the VM's start waits for them.
+        var boxes: [StartBox] = []
         for index in 0 ..< threadCount {
             let box = StartBox(pool: self, index: index, onStart: onStart)
             var attr = pthread_attr_t()
@@ -99,11 +102,12 @@ final class IOWorkerPool: @unchecked Sendable {
                 throw StorageError(.io, "starting disk I/O thread: \(String(cString: strerror(rc)))", errno: rc)
             }
             threads.append(thread)
-            box.started.wait()
-            if let error = box.startError {
-                stop()
-                throw error
-            }
+            boxes.append(box)
+        }
+        for box in boxes { box.started.wait() }
+        if let error = boxes.lazy.compactMap(\.startError).first {
+            stop()
+            throw error
         }
     }
 

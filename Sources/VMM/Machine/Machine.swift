@@ -86,15 +86,18 @@ public final class Machine: @unchecked Sendable {
         // other KVM back ends accept and ignore them.
         try? vm.setIdentityMapAddress(0xFFFB_C000)
         try? vm.setTSSAddress(0xFFFB_D000)
-        try vm.createIRQChip()
-        try vm.createPIT()
 
+        // RAM's slots before the irqchip and the PIT: in that order the three ioctls take
+        // 0.1–0.3 ms each here; after them, each waited 4–8 ms in `synchronize_srcu`
+        // (docs/performance.md, "Start-up: the order of KVM's set-up calls").
         memory = try restoredMemory
             ?? GuestMemory(ranges: MemoryMap.ramRanges(size: config.memorySize).map { (GuestAddress($0.start), $0.size) })
         for (slot, region) in memory.regions.enumerated() {
             try vm.setUserMemoryRegion(slot: UInt32(slot), guestAddress: region.start.rawValue, size: region.size,
                                        hostAddress: region.hostAddress)
         }
+        try vm.createIRQChip()
+        try vm.createPIT()
 
         // Devices. Callbacks may run on vCPU threads; `stop` is thread-safe. `unowned` (checked,
         // not `unowned(unsafe)`): they run only while the machine lives, and a rare path can afford the check.
