@@ -144,7 +144,6 @@ static inline void vq_kick(struct vq *q)
 	q->avail->idx = q->avail_idx;
 	mb();
 	if (!q->event_idx && (q->used->flags & VIRTQ_USED_F_NO_NOTIFY)) {
-		q->kicked_idx = q->avail_idx;
 		q->notifies_skipped++;
 		return;
 	}
