@@ -143,6 +143,15 @@ public final class GuestMemory: Sendable {
         return b
     }
 
+    /// `buffer(at:length:)` for an access that ends before the caller returns (a
+    /// ring load or store, a `readv`/`writev` over the view): the pages are not
+    /// marked as handed out, so a caller that writes through the view marks what it
+    /// wrote with `markWritten`, and one that only reads marks nothing. Each mark is
+    /// an atomic OR, and these run several times per request.
+    public func transientBuffer(at address: GuestAddress, length: UInt64) throws -> UnsafeMutableRawBufferPointer {
+        try view(at: address, length: length)
+    }
+
     /// `buffer(at:length:)` without marking the pages as handed out.
     private func view(at address: GuestAddress, length: UInt64) throws -> UnsafeMutableRawBufferPointer {
         guard let r = region(containing: address) else {

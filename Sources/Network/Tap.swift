@@ -117,10 +117,12 @@ public final class Tap: Sendable {
     }
 
     /// Writes one frame gathered from `count` iovecs (virtio-net header first).
+    /// One iovec goes out with `write`: the kernel then skips importing an iovec array.
     @discardableResult
     public func write(_ iovecs: UnsafePointer<iovec>, count: Int) throws -> Int {
         while true {
-            let n = writev(fileDescriptor, iovecs, Int32(count))
+            let n = count == 1 ? Glibc.write(fileDescriptor, iovecs[0].iov_base, iovecs[0].iov_len)
+                               : writev(fileDescriptor, iovecs, Int32(count))
             if n >= 0 { return n }
             if errno == EINTR { continue }
             throw TapError.system(operation: "writev", name: name, errno: errno)

@@ -44,6 +44,20 @@ struct GuestMemoryTests {
         #expect(throws: GuestMemoryError.self) { try m.buffer(at: GuestAddress(0xFFE), length: 4) }
     }
 
+    @Test func handedOutBuffersAreMarkedAndTransientOnesAreNot() throws {
+        let m = try Self.twoRegions()
+        _ = try m.buffer(at: GuestAddress(0x20000 + 0x1ff0), length: 0x20) // pages 17 and 18 of the file
+        #expect(m.handedOutPages.isSet(17) && m.handedOutPages.isSet(18))
+        let view = try m.transientBuffer(at: GuestAddress(0x3000), length: 8)
+        view.storeBytes(of: UInt64(7), as: UInt64.self)
+        #expect(try m.load(UInt64.self, from: GuestAddress(0x3000)) == 7) // the same bytes
+        #expect(!m.handedOutPages.isSet(3) && !m.writtenPages.isSet(3)) // the caller's to mark
+        m.markWritten(GuestAddress(0x3000), length: 8)
+        #expect(m.writtenPages.isSet(3))
+        // Bounds are checked as for `buffer`.
+        #expect(throws: GuestMemoryError.self) { try m.transientBuffer(at: GuestAddress(0xFFFE), length: 4) }
+    }
+
     @Test func badLayoutsAreRefused() {
         #expect(throws: GuestMemoryError.self) { try GuestMemory(ranges: []) }
         #expect(throws: GuestMemoryError.self) { try GuestMemory(ranges: [(GuestAddress(0), 100)]) }

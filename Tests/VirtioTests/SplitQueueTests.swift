@@ -32,6 +32,23 @@ private func expectQueueError(_ expected: VirtqueueError, _ body: () throws -> V
         #expect(try guest.usedElement(0) == (UInt32(head), 513))
     }
 
+    @Test func usedRingWritesAreMarkedForMigrationAndReadsAreNot() throws {
+        let (memory, guest, queue) = try makeQueue()
+        let head = try guest.post([(0x20000, 16, false)])
+        memory.writtenPages.clear()
+        memory.handedOutPages.clear()
+        let chain = try #require(try queue.popAvailable())
+        // Reading the avail ring and the descriptor table leaves the bitmaps alone.
+        #expect(memory.writtenPages.peek().allSatisfy { $0 == 0 })
+        #expect(memory.handedOutPages.peek().allSatisfy { $0 == 0 })
+        try queue.addUsed(head: chain.head, length: 0)
+        #expect(try guest.usedElement(0) == (UInt32(head), 0))
+        // The used ring's page (the VMM wrote it; KVM's dirty log cannot see that).
+        let usedPage = Int(queue.usedRing / 4096)
+        #expect(memory.writtenPages.isSet(usedPage))
+        #expect(memory.handedOutPages.peek().allSatisfy { $0 == 0 })
+    }
+
     @Test func indicesWrapAround() throws {
         let (memory, guest, fresh) = try makeQueue(size: 4)
         var state = fresh.state

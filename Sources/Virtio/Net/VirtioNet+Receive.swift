@@ -5,15 +5,19 @@ import Network
 import Glibc
 #endif
 
-/// Receive (TAP → guest). Each frame is `readv`ed straight into the guest's
-/// receive chains (the vnet header included), popped ahead of it: one chain
-/// without mergeable buffers, else chains for as many bytes as the last frame had.
-/// The readv's last iovec is the staging buffer, so a frame larger than the
-/// chains popped is never cut: with mergeable buffers its guest part is moved in
-/// front of the staged tail and the whole frame placed by copying (`place`), as a
-/// frame that waits for buffers is. Frames come until the TAP is empty, the ring
-/// is, or `batch` is reached; used.idx is published every `publishEvery` frames
-/// and at the end, and the interrupt (if the driver wants one) is sent once.
+/// Receive (TAP → guest). Receive chains are popped ahead of each frame: one
+/// chain without mergeable buffers, else chains for as many bytes as the last
+/// frame had. While frames are small (the last one no longer than `bounceLimit`)
+/// each is `read` into the staging buffer `frame` and copied into the chains:
+/// the kernel then writes cache-hot memory, and that plus our copy costs less
+/// than its copy straight into guest buffers (docs/virtio.md). Larger frames are
+/// `readv`ed straight into the chains (the vnet header included), with the staging
+/// buffer as the readv's last iovec, so a frame larger than the chains popped is
+/// never cut. Either way such a frame is, with mergeable buffers, placed whole by
+/// copying (`place`), as a frame that waits for buffers is. Frames come until the
+/// TAP is empty, the ring is, or `batch` is reached; used.idx is published every
+/// `publishEvery` frames and at the end, and the interrupt (if the driver wants
+/// one) is sent once.
 extension VirtioNet {
     enum Placement { case placed, noBuffers, dropped }
 
@@ -92,7 +96,8 @@ extension VirtioNet {
         chain.buffers.reduce(0) { $0 + UInt64($1.length) }
     }
 
-    /// Reads the next frame from the TAP into the chains popped ahead.
+    /// Reads the next frame from the TAP into the chains popped ahead (through
+    /// `frame` while frames are small, see above).
     private func readDirect(queue: SplitQueue, memory: GuestMemory, mergeable: Bool) throws -> DirectRead {
         // Pop ahead: one chain, or (mergeable) enough for a frame as long as the last.
         var ahead = UInt64(0)
@@ -121,8 +126,32 @@ extension VirtioNet {
             if !mergeable { break }
         }
         guard chains > 0 else { throw VirtqueueError.chainTooLong(limit: Self.maxIovecs - 1) }
-        iovecs[count] = iovec(iov_base: frame.baseAddress, iov_len: frame.count)
 
+        if rxLastLength <= Self.bounceLimit {
+            // Small frames expected: read() into `frame`, then copy into the chains.
+            guard let n = try tap.read(into: frame) else { return .tapEmpty }
+            guard n > Tap.vnetHeaderSize, n <= frame.count else { return .dropped } // runt, or cut off
+            rxLastLength = n
+            if n > capacity {
+                // Without mergeable buffers a frame must fit one chain: dropped, chain kept.
+                guard mergeable else { return .dropped }
+                // Already whole in `frame`: placed by copying once there are chains enough.
+                giveBackAhead(queue)
+                frameLength = n
+                return .staged
+            }
+            var done = 0
+            for i in 0..<count where done < n {
+                let length = min(iovecs[i].iov_len, n - done)
+                memcpy(iovecs[i].iov_base, frame.baseAddress! + done, length)
+                done += length
+            }
+            markReceived(bytes: n, chains: chains, memory: memory)
+            rxCopied += 1
+            return try complete(n, queue: queue, memory: memory)
+        }
+
+        iovecs[count] = iovec(iov_base: frame.baseAddress, iov_len: frame.count)
         guard let n = try tap.read(iovecs, count: count + 1) else { return .tapEmpty }
         markReceived(bytes: min(n, capacity), chains: chains, memory: memory)
         guard n > Tap.vnetHeaderSize, n <= capacity + frame.count else { return .dropped } // runt, or cut off
@@ -144,7 +173,12 @@ extension VirtioNet {
             frameLength = n
             return .staged
         }
+        return try complete(n, queue: queue, memory: memory)
+    }
 
+    /// Finishes a frame of `n` bytes now in the chains popped ahead: writes
+    /// num_buffers and adds the chains it filled to the used ring.
+    private func complete(_ n: Int, queue: SplitQueue, memory: GuestMemory) throws -> DirectRead {
         // num_buffers (vnet header bytes 10–11): the TAP leaves them alone.
         var used = 0
         var left = n
@@ -179,8 +213,9 @@ extension VirtioNet {
     /// Appends host views of `buffer` to `iovecs`; false when they would not fit
     /// (one iovec stays free for the staging buffer).
     func appendIovecs(_ buffer: GuestBuffer, memory: GuestMemory, count: inout Int) throws -> Bool {
-        // One region (the usual case) without building an array.
-        if let view = try? memory.buffer(at: buffer.address, length: UInt64(buffer.length)) {
+        // One region (the usual case) without building an array. Transient: the
+        // readv/writev is over before this wake-up ends, and receive marks what it wrote.
+        if let view = try? memory.transientBuffer(at: buffer.address, length: UInt64(buffer.length)) {
             guard count < Self.maxIovecs - 1 else { return false }
             iovecs[count] = iovec(iov_base: view.baseAddress, iov_len: view.count)
             count += 1

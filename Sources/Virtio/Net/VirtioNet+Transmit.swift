@@ -3,9 +3,10 @@ import Network
 
 /// Transmit (guest → TAP): on a notification every available chain is sent, one
 /// `writev` per frame straight from the guest's buffers (iovecs over guest RAM,
-/// no copy), until the ring stays empty after notifications are re-enabled.
-/// used.idx is published every `publishEvery` frames and at the end, and the
-/// interrupt (if the driver wants one) sent once.
+/// no copy; `write` for a frame in one buffer, see `Tap.write`), until the ring
+/// stays empty after notifications are re-enabled. used.idx is published every
+/// `publishEvery` frames and at the end, and the interrupt (if the driver wants
+/// one) sent once.
 extension VirtioNet {
     func transmit() {
         guard let context, !context.isBroken, context.queues[Self.txQueue].isReady else { return }

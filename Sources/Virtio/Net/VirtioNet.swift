@@ -11,9 +11,11 @@ import Glibc
 /// virtio_net_hdr_v1 passes through unchanged, so checksum and TSO offloads cost
 /// nothing here; the TAP is told (TUNSETOFFLOAD) which ones the guest accepted.
 ///
-/// Frames move straight between the TAP and guest buffers (`readv`/`writev` over
-/// the chains' iovecs: `VirtioNet+Receive.swift`, `VirtioNet+Transmit.swift`),
-/// many per wake-up, with one used.idx update and at most one interrupt per batch.
+/// Transmitted frames go straight from guest buffers to the TAP (`writev` over the
+/// chains' iovecs, `VirtioNet+Transmit.swift`); received ones are read into a
+/// staging buffer and copied while they are small, and `readv`ed straight into
+/// the chains when large (`VirtioNet+Receive.swift`). Many frames per wake-up,
+/// with one used.idx update and at most one interrupt per batch.
 ///
 /// Back-pressure: when the receive queue has no buffers, the TAP is no longer
 /// polled and the device waits for the driver's next receive-queue notification;
@@ -57,6 +59,13 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     static let maxIovecs = 1024
     /// Largest frame a TAP hands us: a 64 KiB GSO packet plus Ethernet and vnet headers.
     static let maxFrame = 65_536 + 256
+    /// While received frames are no longer than this, each is `read` into `frame`
+    /// and copied into the guest's chains rather than `readv`ed straight into them:
+    /// the kernel's copy into guest buffers that have left this core's cache costs
+    /// more than its copy into the cache-hot staging buffer plus ours out of it
+    /// (docs/virtio.md, "Receive: small frames through the staging buffer").
+    /// `rxLastLength` decides, so a wrong guess costs a copy, never a frame.
+    static let bounceLimit = 4096
 
     public let deviceType = VirtioDeviceType.net
     public let queueMaxSizes: [UInt16]
@@ -75,8 +84,9 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     public var offersControlQueue = true
 
     var context: VirtioDeviceContext?
-    /// Staging buffer: the tail of every receive readv (what does not fit the chains
-    /// popped for it), and a frame waiting for more receive buffers.
+    /// Staging buffer: where small received frames are read, the tail of every
+    /// receive readv (what does not fit the chains popped for it), and a frame
+    /// waiting for more receive buffers.
     // SAFETY: owned by this device, freed in deinit, only touched under the device lock.
     let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtioNet.maxFrame, alignment: 16)
     /// Length of the frame waiting in `frame`, if any.
@@ -101,6 +111,10 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     /// Frames that needed more buffer space than was popped ahead and were copied
     /// through the staging buffer (mergeable buffers only).
     public internal(set) var rxStaged = 0
+    /// Small frames read into the staging buffer and copied into the chains popped
+    /// for them (see `bounceLimit`); the rest of the frames placed were read
+    /// straight into guest buffers or staged.
+    public internal(set) var rxCopied = 0
     /// True while the TAP is not polled because the guest has no receive buffers.
     public var isReceivePaused: Bool { tapPaused }
     /// VIRTIO_NET_S_ANNOUNCE: set by `requestAnnounce()`, cleared by the driver's

@@ -39,7 +39,7 @@ public struct DescriptorChain: Sendable {
              UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 12, as: UInt16.self)),
              UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 14, as: UInt16.self)))
         }
-        if let raw = try? memory.buffer(at: at, length: descriptorSize) {
+        if let raw = try? memory.transientBuffer(at: at, length: descriptorSize) { // read here and now: no mark
             return decode(UnsafeRawBufferPointer(raw))
         }
         // An (unaligned, indirect) descriptor straddling two adjacent regions, or none at all.

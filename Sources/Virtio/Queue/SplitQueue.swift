@@ -192,20 +192,26 @@ public final class SplitQueue: @unchecked Sendable {
     // bounded them: a queue used before validation must fail, not trap.
     // Concrete 16/32-bit accessors: GuestMemory's generic load/store are not
     // specialised across the module boundary, and these run several times per request.
-    private func ring(_ base: UInt64, _ offset: UInt64, _ count: UInt64) throws -> UnsafeMutableRawBufferPointer {
+    // Transient views: a load marks nothing, a store marks its page written (for
+    // migration) once done.
+    private func ring(_ base: UInt64, _ offset: UInt64, _ count: UInt64) throws -> (GuestAddress, UnsafeMutableRawBufferPointer) {
         guard let at = GuestAddress(base).adding(offset) else { throw VirtqueueError.memory(.invalidAddress(GuestAddress(base))) }
-        do { return try memory.buffer(at: at, length: count) } catch let e as GuestMemoryError { throw VirtqueueError.memory(e) }
+        do { return (at, try memory.transientBuffer(at: at, length: count)) } catch let e as GuestMemoryError { throw VirtqueueError.memory(e) }
     }
 
     private func load16(_ base: UInt64, _ offset: UInt64) throws -> UInt16 {
-        UInt16(littleEndian: try ring(base, offset, 2).loadUnaligned(as: UInt16.self))
+        UInt16(littleEndian: try ring(base, offset, 2).1.loadUnaligned(as: UInt16.self))
     }
 
     private func store(_ value: UInt16, _ base: UInt64, _ offset: UInt64) throws {
-        try ring(base, offset, 2).storeBytes(of: value.littleEndian, as: UInt16.self)
+        let (at, view) = try ring(base, offset, 2)
+        view.storeBytes(of: value.littleEndian, as: UInt16.self)
+        memory.markWritten(at, length: 2)
     }
 
     private func store(_ value: UInt32, _ base: UInt64, _ offset: UInt64) throws {
-        try ring(base, offset, 4).storeBytes(of: value.littleEndian, as: UInt32.self)
+        let (at, view) = try ring(base, offset, 4)
+        view.storeBytes(of: value.littleEndian, as: UInt32.self)
+        memory.markWritten(at, length: 4)
     }
 }
