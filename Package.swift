@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers, lowest first; a target only imports targets above it in this list.
-//   CKVM, CFileIO, CSeccomp, CTSan (C shims), Posix → Events, KVM, GuestMemory, Seccomp → X86, Devices,
+//   CKVM, CFileIO, CTapRing, CSeccomp, CTSan (C shims), Posix → Events, KVM, GuestMemory, Seccomp → X86, Devices,
 //   Storage, Network → Virtio → VMState → Migration → VMM → skiff;  API (control plane, no VM imports) → skiff;
 //   SkiffCLI (the command-line parser, imports nothing) → skiff;
 //   Posix, CChaChaPoly → SecureChannel (the encrypted migration stream, no VM imports) → skiff (MigrationTransport)
@@ -38,6 +38,8 @@ let package = Package(
         .target(name: "CKVM"),
         // O_DIRECT and fallocate(2), which Glibc's Swift module hides.
         .target(name: "CFileIO"),
+        // An io_uring restricted to writev on one TAP (several frames per system call).
+        .target(name: "CTapRing"),
         // The x86-64 system call table, loading a BPF program, the SIGSYS handler
         // (the programs are compiled in Seccomp; no libseccomp).
         .target(name: "CSeccomp"),
@@ -56,7 +58,7 @@ let package = Package(
         .target(name: "X86", dependencies: ["GuestMemory"]),
         .target(name: "Devices", dependencies: ["CKVM", "Posix"]),
         .target(name: "Storage", dependencies: ["CKVM", "CFileIO", "Posix"]),
-        .target(name: "Network", dependencies: ["CKVM"]),
+        .target(name: "Network", dependencies: ["CKVM", "CTapRing"]),
         .target(name: "Virtio", dependencies: ["CKVM", "Posix", "Events", "GuestMemory", "Devices", "Storage", "Network",
                                                .product(name: "Logging", package: "swift-log")]),
         .target(name: "VMState", dependencies: ["CKVM", "KVM", "Devices", "Virtio"]),

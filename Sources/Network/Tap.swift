@@ -1,4 +1,5 @@
 import CKVM
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -56,7 +57,7 @@ public final class Tap: Sendable {
         request.ifr_ifru.ifru_flags = Int16(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)
         if ckvm_ioctl_pointer(fd, CKVM_TUNSETIFF, &request) != 0 {
             let e = errno
-            close(fd)
+            _ = Glibc.close(fd)
             switch e {
             case EPERM, EACCES: throw TapError.notPermitted(name)
             case EBUSY: throw TapError.busy(name)
@@ -67,7 +68,7 @@ public final class Tap: Sendable {
         var headerSize = Int32(Self.vnetHeaderSize)
         guard ckvm_ioctl_pointer(fd, CKVM_TUNSETVNETHDRSZ, &headerSize) == 0 else {
             let e = errno
-            close(fd)
+            _ = Glibc.close(fd)
             throw TapError.system(operation: "TUNSETVNETHDRSZ", name: name, errno: e)
         }
         self.name = withUnsafeBytes(of: request.ifr_ifrn.ifrn_name) { raw in
@@ -77,12 +78,28 @@ public final class Tap: Sendable {
         isTunDevice = true
     }
 
-    deinit { close(fileDescriptor) }
+    deinit { close() }
+
+    /// Set by `close()`: reads and writes fail with EBADF from then on, so a stray
+    /// one cannot reach whatever file reuses the descriptor number.
+    private let closed = Atomic<Bool>(false)
+
+    /// Closes the TAP now rather than when the last reference goes: a TAP takes
+    /// one descriptor at a time (TUNSETIFF: EBUSY), and a VM rebuilt in this
+    /// process (`vm.reboot`) opens it again while the old one is still referenced.
+    public func close() {
+        if !closed.exchange(true, ordering: .acquiringAndReleasing) { _ = Glibc.close(fileDescriptor) }
+    }
+
+    private func checkOpen(_ operation: String) throws {
+        if closed.load(ordering: .acquiring) { throw TapError.system(operation: operation, name: name, errno: EBADF) }
+    }
 
     /// Tells the kernel which offloads the guest accepts (`Offload` bits); 0 means
     /// every frame arrives fully checksummed and segmented.
     public func setOffloads(_ flags: UInt32) throws {
         guard isTunDevice else { return }
+        try checkOpen("TUNSETOFFLOAD")
         guard ckvm_ioctl_value(fileDescriptor, CKVM_TUNSETOFFLOAD, UInt(flags)) == 0 else {
             throw TapError.system(operation: "TUNSETOFFLOAD(0x\(String(flags, radix: 16)))", name: name, errno: errno)
         }
@@ -90,6 +107,7 @@ public final class Tap: Sendable {
 
     /// Reads one frame (virtio-net header first). Returns nil when none is waiting.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int? {
+        try checkOpen("read")
         while true {
             let n = Glibc.read(fileDescriptor, buffer.baseAddress, buffer.count)
             if n >= 0 { return n }
@@ -105,6 +123,7 @@ public final class Tap: Sendable {
     /// nil when none is waiting. A TAP reports a frame longer than the iovecs with its
     /// full length (the rest is cut off), so a result above their total means truncated.
     public func read(_ iovecs: UnsafeMutablePointer<iovec>, count: Int) throws -> Int? {
+        try checkOpen("readv")
         while true {
             let n = readv(fileDescriptor, iovecs, Int32(count))
             if n >= 0 { return n }
@@ -120,6 +139,7 @@ public final class Tap: Sendable {
     /// One iovec goes out with `write`: the kernel then skips importing an iovec array.
     @discardableResult
     public func write(_ iovecs: UnsafePointer<iovec>, count: Int) throws -> Int {
+        try checkOpen("writev")
         while true {
             let n = count == 1 ? Glibc.write(fileDescriptor, iovecs[0].iov_base, iovecs[0].iov_len)
                                : writev(fileDescriptor, iovecs, Int32(count))
@@ -134,6 +154,7 @@ public final class Tap: Sendable {
     public func write(_ buffers: [UnsafeRawBufferPointer]) throws -> Int {
         // SAFETY: the iovecs point at the caller's buffers, valid for the duration of writev.
         var iovecs = buffers.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+        try checkOpen("writev")
         while true {
             let n = writev(fileDescriptor, &iovecs, Int32(iovecs.count))
             if n >= 0 { return n }

@@ -86,6 +86,7 @@ public struct SeccompAllowList: Sendable {
             "read", "readv", "pread64", "preadv", "preadv2",
             "pwrite64", "pwritev", "pwritev2",
             "fsync", "fdatasync", "fallocate", "ftruncate", "lseek", "fcntl",
+            "io_uring_enter",  // virtio-net transmit: a batch of frames to the TAP (the ring can only writev)
         ],
         refused: refusedOpen,
         ioctls: requests([CKVM_TUNSETOFFLOAD]) + [UInt32(TCGETS)],  // a virtio-net reset puts the offloads back
@@ -123,6 +124,8 @@ public struct SeccompAllowList: Sendable {
             // the qcow2 layer may write back its metadata, which punches clusters freed since
             "fallocate",
         ],
+        // vm.restore builds its VM here: its network cards write frame by frame (see `noNewRings`).
+        refused: noNewRings,
         ioctls: requests([
             CKVM_GET_DIRTY_LOG, CKVM_CLEAR_DIRTY_LOG, CKVM_SET_USER_MEMORY_REGION, CKVM_ENABLE_CAP, CKVM_GET_SUPPORTED_CPUID,
             CKVM_RUN, CKVM_KVMCLOCK_CTRL, CKVM_CHECK_EXTENSION, CKVM_GET_TSC_KHZ, CKVM_GET_MSR_INDEX_LIST,
@@ -131,6 +134,13 @@ public struct SeccompAllowList: Sendable {
             CKVM_GET_CLOCK, CKVM_GET_IRQCHIP, CKVM_GET_PIT2,
         ]) + [UInt32(TCGETS), ficlone],
         ioctlsOnDescriptor: terminalRestore)
+
+    /// A new io_uring, or new files and operations for one, would let a thread do
+    /// through the ring what its filter forbids (io_uring's operations are not
+    /// system calls). Rings are made only during set-up, before any filter, and
+    /// restricted there (`TapWriteRing`); after it creating one fails with EACCES,
+    /// and a VM built then (vm.reboot, vm.restore) sends its frames one by one.
+    static let noNewRings = ["io_uring_setup", "io_uring_register"]
 
     /// FICLONE: a snapshot's reflink of a disk's top layer (where the file system has them).
     static let ficlone: UInt32 = 0x4004_9409
@@ -169,5 +179,6 @@ public struct SeccompAllowList: Sendable {
             "rt_sigaction", "signalfd4", "eventfd2", "epoll_create1", "timerfd_create", "memfd_create",
             "open", "openat", "close", "dup", "dup3", "pipe2", "flock", "getrandom",
             "uname", "sysinfo", "prlimit64", "fchmod",
-        ])
+        ],
+        refused: noNewRings)
 }

@@ -44,6 +44,22 @@ final class SeccompAllowListTests: XCTestCase {
         }
     }
 
+    func testNoThreadMayMakeOrWidenAnIOURingOnceFiltered() {
+        // A ring made then could do what the thread's filter forbids; the ones made
+        // during set-up can only writev (TapWriteRing). Only the event loop submits.
+        for role in SeccompRole.allCases {
+            let list = SeccompAllowList.forRole(role)
+            for name in ["io_uring_setup", "io_uring_register"] {
+                XCTAssertFalse(list.systemCalls.contains(name), "\(role) allows \(name)")
+            }
+            XCTAssertEqual(list.systemCalls.contains("io_uring_enter"), role == .events || role == .process, "\(role)")
+        }
+        // Where a VM can be built after the filters are on, making a ring fails cleanly.
+        for role in [SeccompRole.process, .api] {
+            XCTAssertTrue(Set(SeccompAllowList.forRole(role).refused).isSuperset(of: ["io_uring_setup", "io_uring_register"]), "\(role)")
+        }
+    }
+
     func testBaselineForbidsExecAndPtrace() {
         let calls = Set(SeccompAllowList.forRole(.process).systemCalls)
         for name in ["bind", "listen", "execve", "execveat", "ptrace", "mount", "init_module", "setuid", "process_vm_writev"] {

@@ -4,6 +4,11 @@ extension VirtioNet {
     public func quiesce() {}
 
     /// Nothing to make durable: frames still in the TAP or the rings are dropped,
-    /// as on a link that goes down. The TAP closes when the device is released.
-    public func shutdown() throws {}
+    /// as on a link that goes down. The TAP is closed here, not when the device is
+    /// released: a VM rebuilt in this process (`vm.reboot`) opens it again while
+    /// the old machine is still referenced, and a TAP takes one descriptor at a time.
+    public func shutdown() throws {
+        txRing = nil
+        tap.close()
+    }
 }

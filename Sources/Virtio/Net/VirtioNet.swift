@@ -95,6 +95,11 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     /// iovecs for readv/writev, reused (no allocation per frame).
     // SAFETY: as `frame`.
     let iovecs = UnsafeMutablePointer<iovec>.allocate(capacity: VirtioNet.maxIovecs)
+    /// Transmit's io_uring (several frames per system call); nil where the host
+    /// refuses one, or after it failed: then one `writev` per frame.
+    var txRing: TapWriteRing?
+    /// Transmit chains whose frames wait in `txRing` for the next submit, in order.
+    var txPending: [PendingFrame] = []
     /// Receive chains popped ahead of the frame that will fill them; always the
     /// last ones popped, and given back (undoPop) before a receive wake-up ends.
     var rxAhead: [DescriptorChain] = []
@@ -126,12 +131,19 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     /// Control-queue commands answered VIRTIO_NET_ERR (unknown or malformed).
     public internal(set) var controlErrors = 0
 
-    public init(tap: Tap, mac: MACAddress, queueSize: UInt16 = 256) {
+    /// - Parameter batchedTransmit: send frames through a `TapWriteRing` where the
+    ///   host allows one (false: one `writev` per frame, as where it does not).
+    public init(tap: Tap, mac: MACAddress, queueSize: UInt16 = 256, batchedTransmit: Bool = true) {
         self.tap = tap
         self.mac = mac
         queueMaxSizes = [queueSize, queueSize, Self.controlQueueSize]
         rxAhead.reserveCapacity(Int(queueSize))
+        txRing = batchedTransmit ? try? TapWriteRing(fileDescriptor: tap.fileDescriptor) : nil
+        txPending.reserveCapacity(TapWriteRing.capacity)
     }
+
+    /// Whether transmit sends several frames per system call (see `txRing`).
+    public var transmitsInBatches: Bool { txRing != nil }
 
     /// Opens (or creates) the TAP named by a `--net` option.
     public convenience init(config: NetDeviceConfig, queueSize: UInt16 = 256) throws {
