@@ -19,12 +19,7 @@ struct RebootNetTests {
         let dir = try Shell.temporaryDirectory("rebootnet")
         defer { try? FileManager.default.removeItem(at: dir) }
         let socket = dir.appendingPathComponent("vm.sock").path
-        let vm = try BackgroundVM(["ip", "netns", "exec", namespace, SkiffProcess.binary.path, "run",
-                                   "--kernel", try Firmware.path("net"), "--memory", "64M",
-                                   "--net", "tap=tap0,mac=52:54:00:12:34:56",
-                                   "--cmdline", "net.ip=10.0.2.15 net.peer=10.0.2.1 net.count=1000000 net.noirq",
-                                   "--api-socket", socket], tool: "/usr/bin/env")
-        try #require(APILifecycleTests.waitForSocket(socket, vm: vm), "no API: \(vm.errors.text)")
+        let vm = try SnapshotNetTests.startPingingGuest(in: namespace, socket: socket)
         try #require(vm.output.waitFor("seq 3 ", timeout: 60), "\(vm.output.text.suffix(400)) \(vm.errors.text)")
         let reboot = try SkiffProcess.run(["reboot", "--api-socket", socket], timeout: 30)
         #expect(reboot.status == 0, "\(reboot.stderr)")

@@ -18,6 +18,18 @@ struct SnapshotNetTests {
             """)
     }
 
+    /// The `net` guest on `tap0` in `namespace`, pinging 10.0.2.1 (no interrupts),
+    /// with its API on `socket`; returns once the API answers.
+    static func startPingingGuest(in namespace: String, socket: String) throws -> BackgroundVM {
+        let vm = try BackgroundVM(["ip", "netns", "exec", namespace, SkiffProcess.binary.path, "run",
+                                   "--kernel", try Firmware.path("net"), "--memory", "64M",
+                                   "--net", "tap=tap0,mac=52:54:00:12:34:56",
+                                   "--cmdline", "net.ip=10.0.2.15 net.peer=10.0.2.1 net.count=1000000 net.noirq",
+                                   "--api-socket", socket], tool: "/usr/bin/env")
+        try #require(APILifecycleTests.waitForSocket(socket, vm: vm), "no API: \(vm.errors.text)")
+        return vm
+    }
+
     /// The highest echo sequence number answered in `text`.
     static func lastReply(_ text: String) -> Int? {
         text.split(whereSeparator: \.isNewline)
@@ -42,12 +54,7 @@ struct SnapshotNetTests {
         let socket = dir.appendingPathComponent("vm.sock").path
         let snapshot = dir.appendingPathComponent("snap").path
 
-        let vm = try BackgroundVM(["ip", "netns", "exec", namespace, SkiffProcess.binary.path, "run",
-                                   "--kernel", try Firmware.path("net"), "--memory", "64M",
-                                   "--net", "tap=tap0,mac=52:54:00:12:34:56",
-                                   "--cmdline", "net.ip=10.0.2.15 net.peer=10.0.2.1 net.count=1000000 net.noirq",
-                                   "--api-socket", socket], tool: "/usr/bin/env")
-        try #require(APILifecycleTests.waitForSocket(socket, vm: vm), "no API: \(vm.errors.text)")
+        let vm = try Self.startPingingGuest(in: namespace, socket: socket)
         try #require(vm.output.waitFor("seq 5 ", timeout: 60), "\(vm.output.text.suffix(400)) \(vm.errors.text)")
         let taken = try SkiffProcess.run(["snapshot", "--api-socket", socket, snapshot], timeout: 120)
         try #require(taken.status == 0, "skiff snapshot: \(taken.stderr)")
